@@ -21,7 +21,10 @@ namespace kiln::config {
 
 struct SchemaViolation {
   // JSON Pointer (RFC 6901) to the offending value in the instance, "" for
-  // the root: "/builders/1/workers/0".
+  // the root: "/builders/1/workers/0". An unknown key points at that member
+  // ("/reporters/0/portt"); a missing required key at the object that lacks
+  // it; a value matching no anyOf/oneOf alternative gets one summarised
+  // violation at that value.
   std::string instance_pointer;
   // What is wrong, for a person: "unknown key 'portt'", "expected integer,
   // got string", "missing required key 'repourl'".

@@ -36,6 +36,9 @@ struct ConfigDocument {
   std::map<std::string, SourceLocation> key_locations;
   // Pointers whose value came from ${env:..} or ${file:..}: never printed.
   std::set<std::string> secret_pointers;
+  // The substituted texts themselves, so that anything printed about this
+  // document (diagnostics, later logs) can redact them.
+  std::set<std::string> secret_values;
 
   // Where the value at `pointer` was written; falls back to its nearest
   // ancestor, then to main_file.
@@ -46,7 +49,8 @@ struct ComponentConfig {
   kiln_component_kind kind{};
   std::string type;              // the plugin type name (`type:`)
   std::string name;              // unique within its kind
-  nlohmann::json common;         // keys the core owns for this kind
+  nlohmann::json common;         // keys the core owns for this kind, except
+                                 // type and name; core defaults applied
   nlohmann::json config;         // the plugin's own keys, defaults applied
   std::string pointer;           // JSON Pointer of this entry in the document
   SourceLocation location;
@@ -109,6 +113,9 @@ ReadResult read_config_document(const std::filesystem::path& path);
 // master.plugin_paths of a document, resolved against its folder, without
 // full checking (so plugins can be loaded before phase 2).
 std::vector<std::filesystem::path> plugin_paths_of(const ConfigDocument& doc);
+
+// `text` with every secret value of `doc` replaced by "***".
+std::string redact_secrets(const ConfigDocument& doc, std::string text);
 
 // Phase 2. Every error at once, sorted by file and position.
 struct CheckResult {

@@ -1,0 +1,20 @@
+#pragma once
+// One function per `kiln` subcommand; each returns the process exit code.
+// Arguments arrive without the program and subcommand names.
+
+#include <string>
+#include <vector>
+
+namespace kiln::cli {
+
+using Args = std::vector<std::string>;
+
+int create_master_command(const Args& args);
+int checkconfig_command(const Args& args);
+int plugins_command(const Args& args);
+int upgrade_master_command(const Args& args);
+int start_command(const Args& args);
+int stop_command(const Args& args);
+int version_command(const Args& args);
+
+}  // namespace kiln::cli

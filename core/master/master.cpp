@@ -1,0 +1,73 @@
+#include "master/master.h"
+
+#include "store/store.h"
+
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <filesystem>
+
+#include <unistd.h>
+
+namespace kiln::master {
+
+Master::Master(LoadedMaster loaded) : loaded_(std::move(loaded)) {}
+
+std::string Master::start() {
+  const auto& basedir = loaded_.config.basedir;
+  auto location = store::parse_store_url(loaded_.config.master.db, basedir);
+  if (!location.ok()) return location.status.message;
+  std::error_code ec;
+  const bool fresh = location.value.backend == store::StoreLocation::Backend::kSqliteFile &&
+                     !std::filesystem::exists(location.value.path, ec);
+  store::OpenOptions options;
+  options.url = loaded_.config.master.db;
+  options.base_dir = basedir;
+  options.mode = fresh ? store::OpenMode::kCreate : store::OpenMode::kNormal;
+  options.post_to_loop = [this](std::function<void()> fn) { loop_.post(std::move(fn)); };
+  options.progress = [](std::string_view line) { spdlog::info("store: {}", line); };
+  auto opened = store::open_store(std::move(options));
+  if (!opened.ok()) return opened.status.message;
+  store_ = std::move(opened.value);
+
+  char host[256] = "localhost";
+  ::gethostname(host, sizeof host - 1);
+  auto registered = store_->register_master_sync(std::string(host) + ":" + basedir.string(),
+                                                 static_cast<int64_t>(loop_.now_ms() / 1000));
+  if (!registered.ok()) return registered.status.message;
+  masterid_ = registered.value;
+  spdlog::info("store {} at schema version {} (master id {})", store_->location(),
+               store_->schema_version(), masterid_);
+  spdlog::info("loaded {} component types from {} folders; {} workers, {} builders",
+               loaded_.registry->all().size(), loaded_.plugin_search_path.size(),
+               loaded_.config.workers.size(), loaded_.config.builders.size());
+  return {};
+}
+
+void Master::run() {
+  boost::asio::signal_set signals(loop_.io(), SIGINT, SIGTERM, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signo) {
+        if (ec) return;
+        if (signo == SIGHUP) {
+          spdlog::warn("SIGHUP: reconfiguration arrives with the build engine; ignoring");
+          signals.async_wait(on_signal);
+          return;
+        }
+        spdlog::info("signal {}: shutting down", signo);
+        loop_.stop();
+      };
+  signals.async_wait(on_signal);
+  loop_.run();
+}
+
+void Master::stop() { loop_.stop(); }
+
+Master::~Master() {
+  if (store_ && masterid_ != 0) {
+    store_->set_master_active_sync(masterid_, false, static_cast<int64_t>(loop_.now_ms() / 1000));
+  }
+}
+
+}  // namespace kiln::master

@@ -1,0 +1,42 @@
+#pragma once
+// A running master: the event loop, the loaded plugins and configuration,
+// and the store. `kiln start` builds one and runs it until a signal stops it.
+
+#include "master/master_loading.h"
+#include "util/event_loop.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace kiln::store {
+class Store;
+}
+
+namespace kiln::master {
+
+class Master {
+ public:
+  explicit Master(LoadedMaster loaded);
+  ~Master();
+
+  // Opens (or creates) the store and brings up the master's components.
+  // Returns an error message, empty on success.
+  std::string start();
+
+  // Runs the event loop until SIGINT/SIGTERM (or stop()). SIGHUP asks for a
+  // reconfiguration.
+  void run();
+  void stop();
+
+  util::EventLoop& loop() { return loop_; }
+  const config::MasterConfig& config() const { return loaded_.config; }
+
+ private:
+  LoadedMaster loaded_;
+  util::EventLoop loop_;
+  std::unique_ptr<store::Store> store_;
+  int64_t masterid_ = 0;
+};
+
+}  // namespace kiln::master

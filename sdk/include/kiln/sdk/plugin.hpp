@@ -1,0 +1,24 @@
+#pragma once
+// The C++ SDK for Kiln plugins: include this one header.
+//
+//   class Hello : public kiln::sdk::Step { ... };
+//   KILN_PLUGIN("kiln-hello", "1.0.0", "Greets", "MIT",
+//               kiln::sdk::component<Hello>(KILN_KIND_STEP, "hello", "1.0.0",
+//                                           "Logs a greeting", kHelloSchema));
+//
+// status.hpp     Status, Result<T>, Error; kiln_str <-> string_view
+// host.hpp       Host: the host table this library received
+// context.hpp    Context: host services for one instance (timers, state, ...)
+// components.hpp base classes ChangeSource, Scheduler, Step, Worker,
+//                Reporter, Policy
+// component.hpp  component<T>(): descriptors whose trampolines catch everything
+// entry.hpp      KILN_PLUGIN(...): the exported entry point
+// See docs/plugin-guide.md.
+
+#include <kiln/plugin_api.h>
+#include <kiln/sdk/status.hpp>
+#include <kiln/sdk/host.hpp>
+#include <kiln/sdk/context.hpp>
+#include <kiln/sdk/components.hpp>
+#include <kiln/sdk/component.hpp>
+#include <kiln/sdk/entry.hpp>
