@@ -25,9 +25,9 @@ namespace {
 
 using nlohmann::json;
 
-// Guards against $ref loops that never descend into the instance
-// ({"$ref": "#"} at the root, or allOf: [{$ref: "#"}]); real configuration is
-// nowhere near this deep.
+// check_schema rejects $ref loops that never descend into the value, so only
+// a value nested this deep under a recursive schema reaches the limit; it
+// keeps the stack safe, and real configuration is nowhere near it.
 constexpr int kMaxDepth = 200;
 constexpr std::size_t kMaxCachedPatterns = 512;
 

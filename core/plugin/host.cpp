@@ -82,6 +82,8 @@ kiln_status kiln_ctx::transfer_read(uint64_t, size_t, std::vector<uint8_t>&) {
   return KILN_ERR_UNSUPPORTED;
 }
 
+kiln_status kiln_ctx::context_info(std::string&) { return KILN_ERR_UNSUPPORTED; }
+
 namespace kiln::plugin {
 
 namespace {
@@ -457,6 +459,14 @@ kiln_status h_transfer_read(kiln_ctx* ctx, uint64_t command_id, size_t max_len,
   return status;
 }
 
+kiln_status h_context_info(kiln_ctx* ctx, kiln_text_cb out, void* out_user) {
+  if (ctx == nullptr || out == nullptr) return KILN_ERR_INVALID_ARGUMENT;
+  std::string text;
+  kiln_status status = on_loop(ctx, "context_info", [&] { return ctx->context_info(text); });
+  if (status == KILN_OK) out(out_user, kiln_str{text.data(), text.size()});
+  return status;
+}
+
 const kiln_host_api kHostApi = {
     .struct_size = sizeof(kiln_host_api),
     .abi_version = KILN_ABI_VERSION,
@@ -496,6 +506,7 @@ const kiln_host_api kHostApi = {
     .command_complete = h_command_complete,
     .transfer_write = h_transfer_write,
     .transfer_read = h_transfer_read,
+    .context_info = h_context_info,
 };
 
 }  // namespace
@@ -599,6 +610,13 @@ kiln_status InstanceContext::state_put(std::string_view key, std::string_view va
   if (key.empty() || !nlohmann::json::accept(value_json)) return KILN_ERR_INVALID_ARGUMENT;
   state_->put(StateKey{kind_, name_, std::string(key)}, std::string(value_json),
               deliver_on_loop(loop_, alive_, std::move(cb)));
+  return KILN_OK;
+}
+
+kiln_status InstanceContext::context_info(std::string& out_json) {
+  nlohmann::json facts = {{"kind", std::string(kind_name(kind_))}, {"name", name_}};
+  context_facts(facts);
+  out_json = facts.dump();
   return KILN_OK;
 }
 

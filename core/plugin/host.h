@@ -104,6 +104,8 @@ struct kiln_ctx {
   // Fills `out` with at most max_len bytes; empty means end of file.
   virtual kiln_status transfer_read(uint64_t command_id, size_t max_len,
                                     std::vector<uint8_t>& out);
+  // A JSON object describing this instance (kind, name, master_dir, ...).
+  virtual kiln_status context_info(std::string& out_json);
 };
 
 namespace kiln::plugin {
@@ -169,8 +171,13 @@ class InstanceContext : public kiln_ctx {
   kiln_status state_get(std::string_view key, JsonCallback cb) override;
   kiln_status state_put(std::string_view key, std::string_view value_json,
                         JsonCallback cb) override;
+  // {"kind", "name"} plus whatever context_facts() adds.
+  kiln_status context_info(std::string& out_json) override;
 
  protected:
+  // Subclasses add their facts (master_dir, builder, ...) to the object.
+  virtual void context_facts(nlohmann::json& facts) const { (void)facts; }
+
   // fn, run on the loop, unless this context is gone by then. For handing
   // plugin callbacks to code that may outlive the instance.
   std::function<void()> on_loop_while_alive(std::function<void()> fn) const;

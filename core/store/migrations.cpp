@@ -15,6 +15,8 @@ namespace {
 //  - objects.class_name holds the component kind ("scheduler", ...);
 //  - logchunks.compressed uses Buildbot's codes: 0 raw, 4 zstd (log_chunks.h);
 //  - partial indexes serve the engine's hot queries (pending requests);
+//  - buildset_changes (Kiln's) records the changes a buildset covers;
+//  - logs are unique by name as well as by slug per step;
 //  - test results tables are left for a later migration.
 // Times are Unix seconds in INTEGER columns, as in Buildbot.
 constexpr const char* kInitialSchema = R"sql(
@@ -196,6 +198,16 @@ CREATE TABLE buildset_sourcestamps (
 CREATE UNIQUE INDEX buildset_sourcestamps_unique ON buildset_sourcestamps(buildsetid, sourcestampid);
 CREATE INDEX buildset_sourcestamps_sourcestampid ON buildset_sourcestamps(sourcestampid);
 
+-- Kiln's own: the changes a buildset was made for (a tree-stable timer folds
+-- several into one build), so /builds/N/changes lists every one of them, not
+-- only the change whose sourcestamp the buildset carries.
+CREATE TABLE buildset_changes (
+  buildsetid INTEGER NOT NULL REFERENCES buildsets(id) ON DELETE CASCADE,
+  changeid INTEGER NOT NULL REFERENCES changes(changeid) ON DELETE CASCADE,
+  PRIMARY KEY (buildsetid, changeid)
+);
+CREATE INDEX buildset_changes_changeid ON buildset_changes(changeid);
+
 CREATE TABLE buildrequests (
   id INTEGER PRIMARY KEY,
   buildsetid INTEGER NOT NULL REFERENCES buildsets(id) ON DELETE CASCADE,
@@ -212,7 +224,8 @@ CREATE INDEX buildrequests_builderid ON buildrequests(builderid);
 -- The engine's queue: pending requests of a builder, oldest first. Partial,
 -- so 25,000 pending requests cost an index of 25,000 entries, not of every
 -- request ever made.
-CREATE INDEX buildrequests_pending ON buildrequests(builderid, submitted_at, id) WHERE complete = 0;
+CREATE INDEX buildrequests_pending ON buildrequests(builderid, priority DESC, submitted_at, id)
+  WHERE complete = 0;
 
 CREATE TABLE buildrequest_claims (
   brid INTEGER PRIMARY KEY REFERENCES buildrequests(id) ON DELETE CASCADE,
@@ -285,6 +298,7 @@ CREATE TABLE logs (
   type TEXT NOT NULL CHECK (type IN ('s', 't', 'h', 'd'))  -- stdio text html deleted
 );
 CREATE UNIQUE INDEX logs_slug ON logs(stepid, slug);
+CREATE UNIQUE INDEX logs_name ON logs(stepid, name);
 
 CREATE TABLE logchunks (
   logid INTEGER NOT NULL REFERENCES logs(id) ON DELETE CASCADE,

@@ -3,10 +3,13 @@
 namespace kiln::store {
 
 Query::~Query() {
-  if (stmt_ != nullptr) {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
+  if (stmt_ == nullptr) return;
+  if (owned_) {
+    sqlite3_finalize(stmt_);
+    return;
   }
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
 }
 
 Query& Query::bind(int index, int64_t value) {
@@ -62,6 +65,12 @@ std::string Query::text(int column) const {
                      static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
 }
 
+std::span<const uint8_t> Query::blob(int column) const {
+  const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, column));
+  if (p == nullptr) return {};
+  return {p, static_cast<size_t>(sqlite3_column_bytes(stmt_, column))};
+}
+
 bool Query::is_null(int column) const {
   return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
 }
@@ -114,6 +123,16 @@ Query SqliteDb::query(const std::string& sql) {
     it = statements_.emplace(sql, StmtPtr(stmt)).first;
   }
   return Query(*this, it->second.get());
+}
+
+Query SqliteDb::query_once(const std::string& sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_.get(), sql.c_str(), static_cast<int>(sql.size()), &stmt,
+                         nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return Query(*this, nullptr);
+  }
+  return Query(*this, stmt, /*owned=*/true);
 }
 
 Result<int64_t> SqliteDb::scalar_int(const std::string& sql, int64_t fallback) {

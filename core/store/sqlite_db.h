@@ -28,9 +28,10 @@ class SqliteDb;
 // destruction so the next use starts clean.
 class Query {
  public:
-  Query(SqliteDb& db, sqlite3_stmt* stmt) : db_(&db), stmt_(stmt) {}
+  Query(SqliteDb& db, sqlite3_stmt* stmt, bool owned = false)
+      : db_(&db), stmt_(stmt), owned_(owned) {}
   Query(Query&& other) noexcept
-      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)), owned_(other.owned_) {}
   Query(const Query&) = delete;
   Query& operator=(const Query&) = delete;
   Query& operator=(Query&&) = delete;
@@ -51,11 +52,14 @@ class Query {
 
   int64_t int64(int column) const;
   std::string text(int column) const;
+  // Valid until the next step() or the end of the Query.
+  std::span<const uint8_t> blob(int column) const;
   bool is_null(int column) const;
 
  private:
   SqliteDb* db_;
   sqlite3_stmt* stmt_;
+  bool owned_ = false;  // finalized, not returned to the cache, at the end
 };
 
 class SqliteDb {
@@ -78,6 +82,9 @@ class SqliteDb {
   Status exec(std::string_view sql, std::string_view what);
   // A cached prepared statement; check valid() or let step() fail.
   Query query(const std::string& sql);
+  // A statement finalized after use: for SQL assembled per request (data
+  // API filters), whose shapes would otherwise grow the cache without bound.
+  Query query_once(const std::string& sql);
   // The first column of the first row as an integer, or `fallback` when
   // there is no row.
   Result<int64_t> scalar_int(const std::string& sql, int64_t fallback);

@@ -20,21 +20,6 @@ constexpr size_t kMaxBatch = 10'000;
 // is waited for this long before a call fails with "database is locked".
 constexpr int kBusyTimeoutMs = 5'000;
 
-template <class T>
-Outcome<T> failed(Status status) {
-  if constexpr (std::is_void_v<T>) {
-    return status;
-  } else {
-    return Result<T>{std::move(status), {}};
-  }
-}
-
-const Status& status_of(const Status& s) { return s; }
-template <class T>
-const Status& status_of(const Result<T>& r) {
-  return r.status;
-}
-
 Status too_old(const std::string& where, int version, int latest,
                const fs::path& base_dir) {
   std::string dir = base_dir.empty() ? "DIR" : base_dir.string();
@@ -202,7 +187,9 @@ SqliteStore::~SqliteStore() {
 
 StoreStats SqliteStore::stats() const {
   std::lock_guard lock(mutex_);
-  return stats_;
+  StoreStats s = stats_;
+  s.log_chunks_read = log_chunks_read_.load();
+  return s;
 }
 
 void SqliteStore::hold() {
@@ -216,30 +203,6 @@ void SqliteStore::release() {
     held_ = false;
   }
   wake_.notify_all();
-}
-
-template <class T, class Work>
-void SqliteStore::submit(bool writes, Work work, Completion<T> done) {
-  auto completion = std::make_shared<Completion<T>>(std::move(done));
-  Job job;
-  job.writes = writes;
-  job.deliver_on_store_thread = completion->runs_on_store_thread();
-  job.run = [work = std::move(work), completion](SqliteDb& db) mutable -> Executed {
-    Outcome<T> outcome;
-    try {
-      outcome = work(db);
-    } catch (const std::exception& e) {
-      outcome = failed<T>(Status::error(StatusCode::kInternal, e.what()));
-    }
-    bool ok = status_of(outcome).ok();
-    return {ok, [completion, outcome = std::move(outcome)]() mutable {
-              (*completion)(std::move(outcome));
-            }};
-  };
-  job.fail = [completion](const Status& s) -> std::function<void()> {
-    return [completion, s] { (*completion)(failed<T>(s)); };
-  };
-  enqueue(std::move(job));
 }
 
 void SqliteStore::enqueue(Job job) {

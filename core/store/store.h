@@ -14,6 +14,8 @@
 // a completion runs only after the transaction holding its call committed,
 // so whatever a caller learns from a completion is durable state.
 
+#include "store/records.h"
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -148,6 +150,7 @@ struct StoreStats {
   uint64_t write_transactions = 0;  // commits that held at least one write
   uint64_t writes = 0;              // write calls executed
   uint64_t reads = 0;               // read calls executed
+  uint64_t log_chunks_read = 0;     // logchunks rows fetched by log reads
 };
 
 class Store {
@@ -181,6 +184,118 @@ class Store {
                                  Completion<void> done) = 0;
   virtual void list_masters(Completion<std::vector<MasterRecord>> done) = 0;
 
+  // ---- The build engine's calls (docs/store.md "The engine's calls") ----
+  // Each is one call in the group-commit queue: a call that writes several
+  // tables is atomic. kNotFound names a missing row; kInvalidArgument a bad
+  // argument or a constraint broken.
+
+  // Changes and users. add_change also finds or creates the change's
+  // sourcestamp and links change_users for change.uids.
+  virtual void add_change(ChangeRecord change, Completion<int64_t> done) = 0;
+  // The user whose (attr_type, attr_data) is given, created with
+  // `identifier` (made unique with "_2", ...) when no user has that attribute.
+  virtual void find_or_create_user(std::string identifier, std::string attr_type,
+                                   std::string attr_data, Completion<int64_t> done) = 0;
+
+  // Buildsets: one request per builder in request.builderids.
+  virtual void add_buildset(BuildsetRequest request, Completion<BuildsetIds> done) = 0;
+  virtual void complete_buildset(int64_t bsid, int results, int64_t complete_at,
+                                 Completion<void> done) = 0;
+
+  // Builders and workers. ensure_* create the row or update it in place.
+  virtual void ensure_builder(std::string name, std::optional<std::string> description,
+                              std::vector<std::string> tags,
+                              Completion<int64_t> done) = 0;
+  virtual void list_builders(Completion<std::vector<BuilderRecord>> done) = 0;
+  virtual void ensure_worker(std::string name, nlohmann::json info,
+                             Completion<int64_t> done) = 0;
+  virtual void set_worker_connected(int64_t workerid, int64_t masterid, bool connected,
+                                    Completion<void> done) = 0;
+  virtual void set_worker_info(int64_t workerid, nlohmann::json info,
+                               Completion<void> done) = 0;
+
+  // Build requests. Pending = neither claimed nor complete; highest priority
+  // first, then oldest. limit 0 = all.
+  virtual void pending_requests(std::optional<int64_t> builderid, int64_t limit,
+                                Completion<std::vector<BuildRequestRecord>> done) = 0;
+  // The subset of brids this master now holds: requests already claimed (by
+  // anyone), complete or missing are left out.
+  virtual void claim_requests(std::vector<int64_t> brids, int64_t masterid, int64_t now,
+                              Completion<std::vector<int64_t>> done) = 0;
+  virtual void unclaim_requests(std::vector<int64_t> brids, Completion<void> done) = 0;
+  // All or nothing: kInvalidArgument when one is missing or already complete.
+  virtual void complete_requests(std::vector<int64_t> brids, int results,
+                                 int64_t complete_at, Completion<void> done) = 0;
+  // true: it was unclaimed and is now complete with CANCELLED. false: it is
+  // claimed (the engine stops its build instead) or already complete.
+  virtual void cancel_request(int64_t brid, int64_t now, Completion<bool> done) = 0;
+
+  // Builds: number is the builder's next, starting at 1.
+  virtual void add_build(int64_t builderid, int64_t buildrequestid,
+                         std::optional<int64_t> workerid, int64_t masterid,
+                         int64_t started_at, std::string state_string,
+                         Completion<BuildIds> done) = 0;
+  virtual void set_build_state_string(int64_t buildid, std::string state_string,
+                                      Completion<void> done) = 0;
+  virtual void finish_build(int64_t buildid, int results, int64_t complete_at,
+                            Completion<void> done) = 0;
+  virtual void set_build_property(int64_t buildid, std::string name, nlohmann::json value,
+                                  std::string source, Completion<void> done) = 0;
+  // {name: [value, source]}
+  virtual void build_properties(int64_t buildid, Completion<nlohmann::json> done) = 0;
+
+  // Steps: a name already used in the build gets "_2", "_3", ... appended.
+  virtual void add_step(int64_t buildid, std::string name, Completion<StepIds> done) = 0;
+  virtual void start_step(int64_t stepid, int64_t started_at, Completion<void> done) = 0;
+  virtual void set_step_state_string(int64_t stepid, std::string state_string,
+                                     Completion<void> done) = 0;
+  virtual void add_step_url(int64_t stepid, std::string name, std::string url,
+                            Completion<void> done) = 0;
+  virtual void finish_step(int64_t stepid, int results, bool hidden, int64_t complete_at,
+                           Completion<void> done) = 0;
+
+  // Logs. type: 's' stdio, 't' text, 'h' html. The slug is the name made an
+  // identifier, unique per step; a name already used in the step is refused.
+  virtual void add_log(int64_t stepid, std::string name, char type,
+                       Completion<int64_t> done) = 0;
+  // `lines` is whole lines, each ending in '\n'; in a stdio log each line
+  // starts with its stream letter ('o', 'e', 'h'; see prefix_stdio_lines).
+  // Returns the line numbers they received.
+  virtual void append_log(int64_t logid, std::string lines, Completion<LineRange> done) = 0;
+  virtual void finish_log(int64_t logid, Completion<void> done) = 0;
+  // Lines first_line..last_line (inclusive, from 0, clipped to the log),
+  // reading only the chunks that hold them.
+  virtual void log_lines(int64_t logid, int64_t first_line, int64_t last_line,
+                         Completion<std::string> done) = 0;
+  // Whole chunks from the one holding from_line, up to about max_bytes (at
+  // least one chunk): a raw download reads page after page, so neither the
+  // memory nor the store thread is held for the whole log.
+  virtual void log_page(int64_t logid, int64_t from_line, size_t max_bytes,
+                        Completion<LogPage> done) = 0;
+
+  // At start-up, before anything else of this master runs: its unfinished
+  // builds become RETRY, their unfinished steps EXCEPTION, their logs
+  // complete, and every request it claimed but did not complete goes back
+  // to the queue.
+  virtual void recover_after_crash(int64_t masterid, int64_t now,
+                                   Completion<RecoveryCounts> done) = 0;
+
+  // Retention, one small batch per call (the engine calls again from a timer
+  // until 0 comes back). delete_old_logs deletes up to batch_size log chunks
+  // of the builder's builds completed before older_than and marks emptied
+  // logs type 'd'. delete_old_builds first removes such builds' remaining
+  // chunks (up to batch_size), then up to batch_size builds with everything
+  // under them. Both return the rows deleted.
+  virtual void delete_old_logs(int64_t builderid, int64_t older_than, int64_t batch_size,
+                               Completion<int64_t> done) = 0;
+  virtual void delete_old_builds(int64_t builderid, int64_t older_than,
+                                 int64_t batch_size, Completion<int64_t> done) = 0;
+
+  // The data API's reads: a JSON array of objects with Buildbot's REST field
+  // names and types. kInvalidArgument names an unknown field or scope.
+  virtual void query(Resource resource, ResultSpec spec,
+                     Completion<nlohmann::json> done) = 0;
+
   // Blocking wrappers over the calls above, for the CLI, start-up and tests.
   // They are safe on any thread, the loop's included: their completions run
   // on the store thread, not through post_to_loop. wait() returns once the
@@ -196,6 +311,51 @@ class Store {
   Result<int64_t> register_master_sync(std::string name, int64_t now);
   Status set_master_active_sync(int64_t masterid, bool active, int64_t now);
   Result<std::vector<MasterRecord>> list_masters_sync();
+
+  Result<int64_t> add_change_sync(ChangeRecord change);
+  Result<int64_t> find_or_create_user_sync(std::string identifier, std::string attr_type,
+                                           std::string attr_data);
+  Result<BuildsetIds> add_buildset_sync(BuildsetRequest request);
+  Status complete_buildset_sync(int64_t bsid, int results, int64_t complete_at);
+  Result<int64_t> ensure_builder_sync(std::string name,
+                                      std::optional<std::string> description,
+                                      std::vector<std::string> tags);
+  Result<std::vector<BuilderRecord>> list_builders_sync();
+  Result<int64_t> ensure_worker_sync(std::string name, nlohmann::json info);
+  Status set_worker_connected_sync(int64_t workerid, int64_t masterid, bool connected);
+  Status set_worker_info_sync(int64_t workerid, nlohmann::json info);
+  Result<std::vector<BuildRequestRecord>> pending_requests_sync(
+      std::optional<int64_t> builderid, int64_t limit = 0);
+  Result<std::vector<int64_t>> claim_requests_sync(std::vector<int64_t> brids,
+                                                   int64_t masterid, int64_t now);
+  Status unclaim_requests_sync(std::vector<int64_t> brids);
+  Status complete_requests_sync(std::vector<int64_t> brids, int results,
+                                int64_t complete_at);
+  Result<bool> cancel_request_sync(int64_t brid, int64_t now);
+  Result<BuildIds> add_build_sync(int64_t builderid, int64_t buildrequestid,
+                                  std::optional<int64_t> workerid, int64_t masterid,
+                                  int64_t started_at, std::string state_string);
+  Status set_build_state_string_sync(int64_t buildid, std::string state_string);
+  Status finish_build_sync(int64_t buildid, int results, int64_t complete_at);
+  Status set_build_property_sync(int64_t buildid, std::string name, nlohmann::json value,
+                                 std::string source);
+  Result<nlohmann::json> build_properties_sync(int64_t buildid);
+  Result<StepIds> add_step_sync(int64_t buildid, std::string name);
+  Status start_step_sync(int64_t stepid, int64_t started_at);
+  Status set_step_state_string_sync(int64_t stepid, std::string state_string);
+  Status add_step_url_sync(int64_t stepid, std::string name, std::string url);
+  Status finish_step_sync(int64_t stepid, int results, bool hidden, int64_t complete_at);
+  Result<int64_t> add_log_sync(int64_t stepid, std::string name, char type);
+  Result<LineRange> append_log_sync(int64_t logid, std::string lines);
+  Status finish_log_sync(int64_t logid);
+  Result<std::string> log_lines_sync(int64_t logid, int64_t first_line, int64_t last_line);
+  Result<LogPage> log_page_sync(int64_t logid, int64_t from_line, size_t max_bytes);
+  Result<RecoveryCounts> recover_after_crash_sync(int64_t masterid, int64_t now);
+  Result<int64_t> delete_old_logs_sync(int64_t builderid, int64_t older_than,
+                                       int64_t batch_size);
+  Result<int64_t> delete_old_builds_sync(int64_t builderid, int64_t older_than,
+                                         int64_t batch_size);
+  Result<nlohmann::json> query_sync(Resource resource, ResultSpec spec);
 };
 
 // Runs `start` with a store-thread completion and blocks for its outcome:
@@ -218,6 +378,11 @@ struct StoreLocation {
 };
 Result<StoreLocation> parse_store_url(std::string_view url,
                                       const std::filesystem::path& base_dir);
+
+// Buildbot's StreamLog framing for stdio logs: every line of `text` gets
+// `stream` ('o' stdout, 'e' stderr, 'h' header) in front. A last line
+// without '\n' gets one, so the result is always whole lines.
+std::string prefix_stdio_lines(char stream, std::string_view text);
 
 // Opens (and, by mode, creates or upgrades) a store. Synchronous: it runs at
 // start-up or in the CLI, before the loop serves anything. A store whose

@@ -53,7 +53,10 @@
  *     loop, the host hands the work to the loop (functions returning a value
  *     synchronously then wait for the loop; never call those while the loop
  *     is waiting on you). Callbacks that a host function takes are always
- *     invoked on the loop thread, exactly once unless stated otherwise.
+ *     invoked on the loop thread, exactly once when the function returned
+ *     KILN_OK (unless stated otherwise), and never when it returned an
+ *     error: then the return value is the whole answer.
+ *     Host functions that take a `kiln_error *err` accept NULL for it.
  *
  *  9. Results are Buildbot's: SUCCESS 0, WARNINGS 1, FAILURE 2, SKIPPED 3,
  *     EXCEPTION 4, RETRY 5, CANCELLED 6.
@@ -381,6 +384,20 @@ typedef struct kiln_host_api {
                                size_t max_len,
                                void (*out)(void *user, kiln_bytes data),
                                void *out_user);
+
+  /* --- any component ---------------------------------------------------- */
+
+  /* Facts about the instance behind ctx, as a JSON object delivered to
+   * out() before this returns:
+   *   {"kind": "worker", "name": "local-1", "master_dir": "/srv/ci",
+   *    "master_title": "Example CI", "common": {...}}
+   * "common" holds the keys of the component's master.yaml entry that the
+   * core owns (a scheduler's "builders" and "properties", a worker's
+   * "max_builds", a step's "timeout", "env", "workdir", "decode_rc", ...),
+   * with defaults filled in and, for steps, rendered. A step run adds
+   * "builder", "buildid", "build_number" and "step_number". Readers ignore
+   * keys they do not know. */
+  kiln_status (*context_info)(kiln_ctx *ctx, kiln_text_cb out, void *out_user);
 } kiln_host_api;
 
 /* ------------------------------------------------------------------------ */

@@ -314,6 +314,17 @@ class Context {
     });
   }
 
+  // Facts about this instance: {"kind", "name", "master_dir", ...}; a step
+  // run adds its builder, build and workdir (plugin_api.h, context_info).
+  Result<nlohmann::json> info() const {
+    KILN_SDK_REQUIRE_HOST(h, context_info);
+    auto text = call_with_text("context_info", [&](kiln_text_cb out, void* user, kiln_error*) {
+      return h->context_info(raw(), out, user);
+    });
+    if (!text.ok()) return text.status();
+    return nlohmann::json::parse(*text, nullptr, false);
+  }
+
   // --- data API and events -------------------------------------------------
   // query: {"filters": [...], "fields": [...], "order": [...], "limit": N}
   // or null for none.
