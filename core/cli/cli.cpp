@@ -32,6 +32,28 @@ const std::map<std::string, Command>& commands() {
       {"start", {start_command, "start DIR [--nodaemon]", "start the master"}},
       {"stop", {stop_command, "stop DIR", "stop a running master"}},
       {"version", {version_command, "version", "print versions"}},
+      {"data", {data_command,
+                "data DIR PATH [--field F]... [--limit N] [--offset N] [--order [-]F]... "
+                "[--filter K=V|K__op=V]... [--property P]...",
+                "read a data API path (builders, builds/12/steps, ...) from a running master"}},
+      {"force", {force_command,
+                 "force DIR BUILDER [--scheduler NAME] [--reason R] [--branch B] "
+                 "[--revision R] [--property K=V]... [--owner O]",
+                 "force a build through a force scheduler"}},
+      {"sendchange", {sendchange_command,
+                      "sendchange DIR [--who W] [--branch B] [--revision R] [--repository U] "
+                      "[--project P] [--category C] [--codebase C] "
+                      "[--comments TEXT|--logfile F] [--property K=V]... [--when UNIXTIME] "
+                      "[FILES...]",
+                      "add a change, as a change source would"}},
+      {"stop-build", {stop_build_command, "stop-build DIR BUILDID [--reason R]",
+                      "stop a running build"}},
+      {"cancel", {cancel_command, "cancel DIR BUILDREQUESTID [--reason R]",
+                  "cancel a build request that has not started"}},
+      {"rebuild", {rebuild_command, "rebuild DIR BUILDID", "run a finished build again"}},
+      {"status", {status_command, "status DIR", "show builders, running builds and workers"}},
+      {"reconfig", {reconfig_command, "reconfig DIR",
+                    "reload master.yaml in a running master"}},
   };
   return table;
 }

@@ -17,4 +17,14 @@ int start_command(const Args& args);
 int stop_command(const Args& args);
 int version_command(const Args& args);
 
+// Through a running master's control socket (control_commands.cpp).
+int data_command(const Args& args);
+int force_command(const Args& args);
+int sendchange_command(const Args& args);
+int stop_build_command(const Args& args);
+int cancel_command(const Args& args);
+int rebuild_command(const Args& args);
+int status_command(const Args& args);
+int reconfig_command(const Args& args);
+
 }  // namespace kiln::cli

@@ -76,7 +76,8 @@ std::string keys_summary(const json& schema) {
 void describe_properties(std::ostringstream& out, const json& schema, const std::string& indent) {
   std::set<std::string> required;
   for (const auto& r : schema.value("required", json::array())) required.insert(r.get<std::string>());
-  for (const auto& [key, prop] : schema.value("properties", json::object()).items()) {
+  const json schema_properties = schema.value("properties", json::object());
+  for (const auto& [key, prop] : schema_properties.items()) {
     out << indent << key << (required.count(key) ? " (required)" : "") << ": " << type_of(prop);
     if (prop.contains("default")) out << ", default " << prop["default"].dump();
     out << "\n";
@@ -157,10 +158,10 @@ int plugins_command(const Args& args) {
     return errors.empty() ? 0 : 1;
   }
 
-  std::printf("%-14s %-24s %-9s %-22s %s\n", "KIND", "TYPE", "VERSION", "LIBRARY", "SETTINGS");
+  std::printf("%-14s %-24s %-9s %-26s %s\n", "KIND", "TYPE", "VERSION", "LIBRARY", "SETTINGS");
   for (const auto* type : registry.all()) {
     std::string library = type->library.empty() ? "<built-in>" : type->library.filename().string();
-    std::printf("%-14s %-24s %-9s %-22s %s\n", kind_name(type->kind), type->type_name.c_str(),
+    std::printf("%-14s %-24s %-9s %-26s %s\n", kind_name(type->kind), type->type_name.c_str(),
                 type->version.c_str(), library.c_str(), keys_summary(type->schema).c_str());
   }
   std::printf("\nsearched:");

@@ -39,6 +39,9 @@ std::string Master::start() {
   masterid_ = registered.value;
   spdlog::info("store {} at schema version {} (master id {})", store_->location(),
                store_->schema_version(), masterid_);
+  engine_ = std::make_unique<engine::Engine>(loop_, *store_, *loaded_.registry, loaded_.config,
+                                             masterid_);
+  if (auto error = engine_->start(); !error.empty()) return error;
   spdlog::info("loaded {} component types from {} folders; {} workers, {} builders",
                loaded_.registry->all().size(), loaded_.plugin_search_path.size(),
                loaded_.config.workers.size(), loaded_.config.builders.size());
@@ -56,15 +59,22 @@ void Master::run() {
           return;
         }
         spdlog::info("signal {}: shutting down", signo);
-        loop_.stop();
+        stop();
       };
   signals.async_wait(on_signal);
   loop_.run();
 }
 
-void Master::stop() { loop_.stop(); }
+void Master::stop() {
+  if (!engine_) {
+    loop_.stop();
+    return;
+  }
+  engine_->stop([this] { loop_.stop(); });
+}
 
 Master::~Master() {
+  engine_.reset();
   if (store_ && masterid_ != 0) {
     store_->set_master_active_sync(masterid_, false, static_cast<int64_t>(loop_.now_ms() / 1000));
   }

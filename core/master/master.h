@@ -2,6 +2,7 @@
 // A running master: the event loop, the loaded plugins and configuration,
 // and the store. `kiln start` builds one and runs it until a signal stops it.
 
+#include "engine/engine.h"
 #include "master/master_loading.h"
 #include "util/event_loop.h"
 
@@ -30,6 +31,7 @@ class Master {
   void stop();
 
   util::EventLoop& loop() { return loop_; }
+  engine::Engine* engine() { return engine_.get(); }
   const config::MasterConfig& config() const { return loaded_.config; }
 
  private:
@@ -37,6 +39,7 @@ class Master {
   util::EventLoop loop_;
   std::unique_ptr<store::Store> store_;
   int64_t masterid_ = 0;
+  std::unique_ptr<engine::Engine> engine_;
 };
 
 }  // namespace kiln::master

@@ -181,7 +181,7 @@ struct ResultSpec {
   std::optional<int64_t> limit;
   int64_t offset = 0;
   std::optional<Scope> parent;
-  // builds and buildrequests: property names to include, "*" for all; empty
+  // builds, buildrequests, buildsets: property names to include, "*" for all; empty
   // leaves the `properties` field out, as Buildbot does.
   std::vector<std::string> properties;
 };

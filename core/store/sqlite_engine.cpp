@@ -116,8 +116,9 @@ Result<int64_t> find_or_create_sourcestamp(SqliteDb& db, const SourceStampSpec& 
   auto opt = [](const std::optional<std::string>& v) { return v ? json(*v) : json(); };
   json patch;
   if (ss.patch) {
-    patch = json::array({ss.patch->level, ss.patch->body, opt(ss.patch->subdir),
-                         ss.patch->author, ss.patch->comment});
+    // base64: a patch may be binary, and JSON text must be UTF-8.
+    patch = json::array({ss.patch->level, base64_encode(ss.patch->body),
+                         opt(ss.patch->subdir), ss.patch->author, ss.patch->comment});
   }
   const std::string hash = json::array({opt(ss.branch), opt(ss.revision), ss.repository,
                                         ss.project, ss.codebase, patch})
@@ -199,7 +200,8 @@ std::string_view slice_lines(std::string_view text, int64_t chunk_first, int64_t
     begin = nl == std::string_view::npos ? text.size() : nl + 1;
   }
   size_t end = begin;
-  for (int64_t line = std::max(from, chunk_first); line <= to && end < text.size(); ++line) {
+  for (int64_t line = std::max(from, chunk_first); line <= to && end < text.size();
+       ++line) {
     size_t nl = text.find('\n', end);
     end = nl == std::string_view::npos ? text.size() : nl + 1;
   }
@@ -281,8 +283,10 @@ void SqliteStore::add_change(ChangeRecord change, Completion<int64_t> done) {
           bind_optional(q, 1, c.branch);
           q.bind(2, c.repository).bind(3, c.project).bind(4, c.codebase);
           int rc = q.step();
-          if (rc == SQLITE_ROW) parent = q.int64(0);
-          else if (rc != SQLITE_DONE) return {db.error("finding parent change"), 0};
+          if (rc == SQLITE_ROW)
+            parent = q.int64(0);
+          else if (rc != SQLITE_DONE)
+            return {db.error("finding parent change"), 0};
         }
 
         auto q = db.query(
@@ -380,7 +384,8 @@ void SqliteStore::add_buildset(BuildsetRequest request, Completion<BuildsetIds> 
         BuildsetIds out;
         auto q = db.query(
             "INSERT INTO buildsets(external_idstring, reason, submitted_at, complete, "
-            "parent_buildid, parent_relationship) VALUES (?, ?, ?, 0, ?, ?) RETURNING id");
+            "parent_buildid, parent_relationship) VALUES (?, ?, ?, 0, ?, ?) RETURNING "
+            "id");
         bind_optional(q, 1, r.external_idstring);
         q.bind(2, r.reason).bind(3, r.submitted_at);
         bind_optional(q, 4, r.parent_buildid);
@@ -452,8 +457,8 @@ void SqliteStore::complete_buildset(int64_t bsid, int results, int64_t complete_
         q.bind(1, int64_t{results}).bind(2, complete_at).bind(3, bsid);
         if (auto s = q.run("completing buildset"); !s.ok()) return s;
         if (db.changes() == 1) return {};
-        if (auto s = require_row(db, "SELECT 1 FROM buildsets WHERE id = ?", bsid,
-                                 "buildset");
+        if (auto s =
+                require_row(db, "SELECT 1 FROM buildsets WHERE id = ?", bsid, "buildset");
             !s.ok()) {
           return s;
         }
@@ -465,7 +470,8 @@ void SqliteStore::complete_buildset(int64_t bsid, int results, int64_t complete_
 // ---- Builders and workers ----------------------------------------------------
 
 void SqliteStore::ensure_builder(std::string name, std::optional<std::string> description,
-                                 std::vector<std::string> tags, Completion<int64_t> done) {
+                                 std::vector<std::string> tags,
+                                 Completion<int64_t> done) {
   std::sort(tags.begin(), tags.end());
   tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
   submit<int64_t>(
@@ -552,8 +558,8 @@ void SqliteStore::set_worker_connected(int64_t workerid, int64_t masterid, bool 
   submit<void>(
       true,
       [workerid, masterid, connected](SqliteDb& db) -> Status {
-        if (auto s = require_row(db, "SELECT 1 FROM workers WHERE id = ?", workerid,
-                                 "worker");
+        if (auto s =
+                require_row(db, "SELECT 1 FROM workers WHERE id = ?", workerid, "worker");
             !s.ok()) {
           return s;
         }
@@ -569,8 +575,8 @@ void SqliteStore::set_worker_connected(int64_t workerid, int64_t masterid, bool 
           q.bind(1, masterid).bind(2, workerid);
           return q.run("connecting worker");
         }
-        auto q = db.query(
-            "DELETE FROM connected_workers WHERE masterid = ? AND workerid = ?");
+        auto q =
+            db.query("DELETE FROM connected_workers WHERE masterid = ? AND workerid = ?");
         q.bind(1, masterid).bind(2, workerid);
         return q.run("disconnecting worker");
       },
@@ -623,14 +629,14 @@ void SqliteStore::pending_requests(std::optional<int64_t> builderid, int64_t lim
       std::move(done));
 }
 
-void SqliteStore::claim_requests(std::vector<int64_t> brids, int64_t masterid, int64_t now,
-                                 Completion<std::vector<int64_t>> done) {
+void SqliteStore::claim_requests(std::vector<int64_t> brids, int64_t masterid,
+                                 int64_t now, Completion<std::vector<int64_t>> done) {
   submit<std::vector<int64_t>>(
       true,
       [brids = unique_ids(std::move(brids)), masterid,
        now](SqliteDb& db) -> Result<std::vector<int64_t>> {
-        if (auto s = require_row(db, "SELECT 1 FROM masters WHERE id = ?", masterid,
-                                 "master");
+        if (auto s =
+                require_row(db, "SELECT 1 FROM masters WHERE id = ?", masterid, "master");
             !s.ok()) {
           return {s, {}};
         }
@@ -675,7 +681,8 @@ void SqliteStore::complete_requests(std::vector<int64_t> brids, int results,
   }
   submit<void>(
       true,
-      [brids = unique_ids(std::move(brids)), results, complete_at](SqliteDb& db) -> Status {
+      [brids = unique_ids(std::move(brids)), results,
+       complete_at](SqliteDb& db) -> Status {
         for (int64_t brid : brids) {
           auto q = db.query(
               "UPDATE buildrequests SET complete = 1, results = ?, complete_at = ? "
@@ -784,7 +791,8 @@ void SqliteStore::set_build_property(int64_t buildid, std::string name, json val
       true,
       [buildid, name = std::move(name), value = value.dump(),
        source = std::move(source)](SqliteDb& db) -> Status {
-        if (auto s = require_row(db, "SELECT 1 FROM builds WHERE id = ?", buildid, "build");
+        if (auto s =
+                require_row(db, "SELECT 1 FROM builds WHERE id = ?", buildid, "build");
             !s.ok()) {
           return s;
         }
@@ -802,7 +810,8 @@ void SqliteStore::build_properties(int64_t buildid, Completion<json> done) {
   submit<json>(
       false,
       [buildid](SqliteDb& db) -> Result<json> {
-        if (auto s = require_row(db, "SELECT 1 FROM builds WHERE id = ?", buildid, "build");
+        if (auto s =
+                require_row(db, "SELECT 1 FROM builds WHERE id = ?", buildid, "build");
             !s.ok()) {
           return {s, {}};
         }
@@ -827,7 +836,8 @@ void SqliteStore::add_step(int64_t buildid, std::string name, Completion<StepIds
   submit<StepIds>(
       true,
       [buildid, name = std::move(name)](SqliteDb& db) -> Result<StepIds> {
-        if (auto s = require_row(db, "SELECT 1 FROM builds WHERE id = ?", buildid, "build");
+        if (auto s =
+                require_row(db, "SELECT 1 FROM builds WHERE id = ?", buildid, "build");
             !s.ok()) {
           return {s, {}};
         }
@@ -836,8 +846,8 @@ void SqliteStore::add_step(int64_t buildid, std::string name, Completion<StepIds
                             buildid, candidate, "naming step");
         });
         if (!unique.ok()) return {unique.status, {}};
-        auto n = db.query(
-            "SELECT coalesce(max(number) + 1, 0) FROM steps WHERE buildid = ?");
+        auto n =
+            db.query("SELECT coalesce(max(number) + 1, 0) FROM steps WHERE buildid = ?");
         n.bind(1, buildid);
         auto number = single_int(db, n, "numbering step");
         if (!number.ok()) return {number.status, {}};
@@ -938,14 +948,15 @@ void SqliteStore::add_log(int64_t stepid, std::string name, char type,
                               stepid, name, "adding log");
         if (!dup.ok()) return {dup.status, 0};
         if (dup.value) {
-          return {invalid("step " + std::to_string(stepid) + " already has a log named '" +
-                          name + "'"),
+          return {invalid("step " + std::to_string(stepid) +
+                          " already has a log named '" + name + "'"),
                   0};
         }
-        auto slug = first_free_identifier(force_identifier(name), [&](const std::string& c) {
-          return name_taken(db, "SELECT 1 FROM logs WHERE stepid = ? AND slug = ?", stepid,
-                            c, "adding log");
-        });
+        auto slug =
+            first_free_identifier(force_identifier(name), [&](const std::string& c) {
+              return name_taken(db, "SELECT 1 FROM logs WHERE stepid = ? AND slug = ?",
+                                stepid, c, "adding log");
+            });
         if (!slug.ok()) return {slug.status, 0};
         auto q = db.query(
             "INSERT INTO logs(name, slug, stepid, complete, num_lines, type) "
@@ -956,7 +967,8 @@ void SqliteStore::add_log(int64_t stepid, std::string name, char type,
       std::move(done));
 }
 
-void SqliteStore::append_log(int64_t logid, std::string lines, Completion<LineRange> done) {
+void SqliteStore::append_log(int64_t logid, std::string lines,
+                             Completion<LineRange> done) {
   if (!lines.empty() && lines.back() != '\n') {
     return submit_error(invalid("log " + std::to_string(logid) +
                                 ": appended text must end with a newline (whole lines)"),
@@ -1030,7 +1042,9 @@ void SqliteStore::finish_log(int64_t logid, Completion<void> done) {
           if (run.size() >= 2) {
             auto del = db.query(
                 "DELETE FROM logchunks WHERE logid = ? AND first_line BETWEEN ? AND ?");
-            del.bind(1, logid).bind(2, run.front().first_line).bind(3, run.back().first_line);
+            del.bind(1, logid)
+                .bind(2, run.front().first_line)
+                .bind(3, run.back().first_line);
             if (auto s = del.run("merging log chunks"); !s.ok()) return s;
             std::string text;
             text.reserve(run_bytes);
@@ -1113,7 +1127,8 @@ void SqliteStore::log_page(int64_t logid, int64_t from_line, size_t max_bytes,
         q.bind(1, logid).bind(2, from).bind(3, std::numeric_limits<int64_t>::max());
         int rc;
         while ((rc = q.step()) == SQLITE_ROW) {
-          if (!page.text.empty() && page.text.size() >= max_bytes) return {{}, std::move(page)};
+          if (!page.text.empty() && page.text.size() >= max_bytes)
+            return {{}, std::move(page)};
           log_chunks_read_.fetch_add(1, std::memory_order_relaxed);
           auto text = decode_row(q);
           if (!text.ok()) return {text.status, {}};
@@ -1155,16 +1170,18 @@ void SqliteStore::recover_after_crash(int64_t masterid, int64_t now,
             !s.ok()) {
           return {s, {}};
         }
-        if (auto s = run("UPDATE steps SET results = " + std::to_string(results::kException) +
-                             ", complete_at = ? WHERE complete_at IS NULL AND buildid IN (" +
-                             unfinished_builds + ")",
-                         true, &counts.steps);
+        if (auto s =
+                run("UPDATE steps SET results = " + std::to_string(results::kException) +
+                        ", complete_at = ? WHERE complete_at IS NULL AND buildid IN (" +
+                        unfinished_builds + ")",
+                    true, &counts.steps);
             !s.ok()) {
           return {s, {}};
         }
-        if (auto s = run("UPDATE builds SET results = " + std::to_string(results::kRetry) +
-                             ", complete_at = ? WHERE masterid = ? AND complete_at IS NULL",
-                         true, &counts.builds);
+        if (auto s =
+                run("UPDATE builds SET results = " + std::to_string(results::kRetry) +
+                        ", complete_at = ? WHERE masterid = ? AND complete_at IS NULL",
+                    true, &counts.builds);
             !s.ok()) {
           return {s, {}};
         }
@@ -1177,7 +1194,8 @@ void SqliteStore::recover_after_crash(int64_t masterid, int64_t now,
           return {s, {}};
         }
         // No worker is attached to a master that just started.
-        if (auto s = run("DELETE FROM connected_workers WHERE masterid = ?", false, nullptr);
+        if (auto s =
+                run("DELETE FROM connected_workers WHERE masterid = ?", false, nullptr);
             !s.ok()) {
           return {s, {}};
         }
@@ -1186,15 +1204,14 @@ void SqliteStore::recover_after_crash(int64_t masterid, int64_t now,
       std::move(done));
 }
 
-void SqliteStore::delete_old_logs(int64_t builderid, int64_t older_than, int64_t batch_size,
-                                  Completion<int64_t> done) {
+void SqliteStore::delete_old_logs(int64_t builderid, int64_t older_than,
+                                  int64_t batch_size, Completion<int64_t> done) {
   submit<int64_t>(
       true,
       [=](SqliteDb& db) -> Result<int64_t> {
         std::set<int64_t> logids;
-        auto deleted =
-            delete_old_chunks(db, builderid, older_than, std::max<int64_t>(batch_size, 1),
-                              &logids);
+        auto deleted = delete_old_chunks(db, builderid, older_than,
+                                         std::max<int64_t>(batch_size, 1), &logids);
         if (!deleted.ok()) return deleted;
         for (int64_t logid : logids) {
           auto q = db.query(
@@ -1242,8 +1259,8 @@ std::string base64_encode(std::string_view bytes) {
   out.reserve((bytes.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
-    uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) |
-                 uint8_t(bytes[i + 2]);
+    uint32_t v =
+        (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
     for (int shift : {18, 12, 6, 0}) out += kAlphabet[(v >> shift) & 63];
   }
   if (i < bytes.size()) {

@@ -6,14 +6,16 @@
 namespace kiln::store {
 
 Result<int64_t> Store::add_change_sync(ChangeRecord change) {
-  return wait_for<int64_t>([&](Completion<int64_t> done) {
-    add_change(std::move(change), std::move(done));
-  });
+  return wait_for<int64_t>(
+      [&](Completion<int64_t> done) { add_change(std::move(change), std::move(done)); });
 }
 
-Result<int64_t> Store::find_or_create_user_sync(std::string identifier, std::string attr_type, std::string attr_data) {
+Result<int64_t> Store::find_or_create_user_sync(std::string identifier,
+                                                std::string attr_type,
+                                                std::string attr_data) {
   return wait_for<int64_t>([&](Completion<int64_t> done) {
-    find_or_create_user(std::move(identifier), std::move(attr_type), std::move(attr_data), std::move(done));
+    find_or_create_user(std::move(identifier), std::move(attr_type), std::move(attr_data),
+                        std::move(done));
   });
 }
 
@@ -29,16 +31,20 @@ Status Store::complete_buildset_sync(int64_t bsid, int results, int64_t complete
   });
 }
 
-Result<int64_t> Store::ensure_builder_sync(std::string name, std::optional<std::string> description, std::vector<std::string> tags) {
+Result<int64_t> Store::ensure_builder_sync(std::string name,
+                                           std::optional<std::string> description,
+                                           std::vector<std::string> tags) {
   return wait_for<int64_t>([&](Completion<int64_t> done) {
-    ensure_builder(std::move(name), std::move(description), std::move(tags), std::move(done));
+    ensure_builder(std::move(name), std::move(description), std::move(tags),
+                   std::move(done));
   });
 }
 
 Result<std::vector<BuilderRecord>> Store::list_builders_sync() {
-  return wait_for<std::vector<BuilderRecord>>([&](Completion<std::vector<BuilderRecord>> done) {
-    list_builders(std::move(done));
-  });
+  return wait_for<std::vector<BuilderRecord>>(
+      [&](Completion<std::vector<BuilderRecord>> done) {
+        list_builders(std::move(done));
+      });
 }
 
 Result<int64_t> Store::ensure_worker_sync(std::string name, nlohmann::json info) {
@@ -47,7 +53,8 @@ Result<int64_t> Store::ensure_worker_sync(std::string name, nlohmann::json info)
   });
 }
 
-Status Store::set_worker_connected_sync(int64_t workerid, int64_t masterid, bool connected) {
+Status Store::set_worker_connected_sync(int64_t workerid, int64_t masterid,
+                                        bool connected) {
   return wait_for<void>([&](Completion<void> done) {
     set_worker_connected(workerid, masterid, connected, std::move(done));
   });
@@ -59,13 +66,16 @@ Status Store::set_worker_info_sync(int64_t workerid, nlohmann::json info) {
   });
 }
 
-Result<std::vector<BuildRequestRecord>> Store::pending_requests_sync(std::optional<int64_t> builderid, int64_t limit) {
-  return wait_for<std::vector<BuildRequestRecord>>([&](Completion<std::vector<BuildRequestRecord>> done) {
-    pending_requests(builderid, limit, std::move(done));
-  });
+Result<std::vector<BuildRequestRecord>> Store::pending_requests_sync(
+    std::optional<int64_t> builderid, int64_t limit) {
+  return wait_for<std::vector<BuildRequestRecord>>(
+      [&](Completion<std::vector<BuildRequestRecord>> done) {
+        pending_requests(builderid, limit, std::move(done));
+      });
 }
 
-Result<std::vector<int64_t>> Store::claim_requests_sync(std::vector<int64_t> brids, int64_t masterid, int64_t now) {
+Result<std::vector<int64_t>> Store::claim_requests_sync(std::vector<int64_t> brids,
+                                                        int64_t masterid, int64_t now) {
   return wait_for<std::vector<int64_t>>([&](Completion<std::vector<int64_t>> done) {
     claim_requests(std::move(brids), masterid, now, std::move(done));
   });
@@ -77,21 +87,24 @@ Status Store::unclaim_requests_sync(std::vector<int64_t> brids) {
   });
 }
 
-Status Store::complete_requests_sync(std::vector<int64_t> brids, int results, int64_t complete_at) {
+Status Store::complete_requests_sync(std::vector<int64_t> brids, int results,
+                                     int64_t complete_at) {
   return wait_for<void>([&](Completion<void> done) {
     complete_requests(std::move(brids), results, complete_at, std::move(done));
   });
 }
 
 Result<bool> Store::cancel_request_sync(int64_t brid, int64_t now) {
-  return wait_for<bool>([&](Completion<bool> done) {
-    cancel_request(brid, now, std::move(done));
-  });
+  return wait_for<bool>(
+      [&](Completion<bool> done) { cancel_request(brid, now, std::move(done)); });
 }
 
-Result<BuildIds> Store::add_build_sync(int64_t builderid, int64_t buildrequestid, std::optional<int64_t> workerid, int64_t masterid, int64_t started_at, std::string state_string) {
+Result<BuildIds> Store::add_build_sync(int64_t builderid, int64_t buildrequestid,
+                                       std::optional<int64_t> workerid, int64_t masterid,
+                                       int64_t started_at, std::string state_string) {
   return wait_for<BuildIds>([&](Completion<BuildIds> done) {
-    add_build(builderid, buildrequestid, workerid, masterid, started_at, std::move(state_string), std::move(done));
+    add_build(builderid, buildrequestid, workerid, masterid, started_at,
+              std::move(state_string), std::move(done));
   });
 }
 
@@ -107,9 +120,11 @@ Status Store::finish_build_sync(int64_t buildid, int results, int64_t complete_a
   });
 }
 
-Status Store::set_build_property_sync(int64_t buildid, std::string name, nlohmann::json value, std::string source) {
+Status Store::set_build_property_sync(int64_t buildid, std::string name,
+                                      nlohmann::json value, std::string source) {
   return wait_for<void>([&](Completion<void> done) {
-    set_build_property(buildid, std::move(name), std::move(value), std::move(source), std::move(done));
+    set_build_property(buildid, std::move(name), std::move(value), std::move(source),
+                       std::move(done));
   });
 }
 
@@ -126,9 +141,8 @@ Result<StepIds> Store::add_step_sync(int64_t buildid, std::string name) {
 }
 
 Status Store::start_step_sync(int64_t stepid, int64_t started_at) {
-  return wait_for<void>([&](Completion<void> done) {
-    start_step(stepid, started_at, std::move(done));
-  });
+  return wait_for<void>(
+      [&](Completion<void> done) { start_step(stepid, started_at, std::move(done)); });
 }
 
 Status Store::set_step_state_string_sync(int64_t stepid, std::string state_string) {
@@ -143,7 +157,8 @@ Status Store::add_step_url_sync(int64_t stepid, std::string name, std::string ur
   });
 }
 
-Status Store::finish_step_sync(int64_t stepid, int results, bool hidden, int64_t complete_at) {
+Status Store::finish_step_sync(int64_t stepid, int results, bool hidden,
+                               int64_t complete_at) {
   return wait_for<void>([&](Completion<void> done) {
     finish_step(stepid, results, hidden, complete_at, std::move(done));
   });
@@ -162,12 +177,12 @@ Result<LineRange> Store::append_log_sync(int64_t logid, std::string lines) {
 }
 
 Status Store::finish_log_sync(int64_t logid) {
-  return wait_for<void>([&](Completion<void> done) {
-    finish_log(logid, std::move(done));
-  });
+  return wait_for<void>(
+      [&](Completion<void> done) { finish_log(logid, std::move(done)); });
 }
 
-Result<std::string> Store::log_lines_sync(int64_t logid, int64_t first_line, int64_t last_line) {
+Result<std::string> Store::log_lines_sync(int64_t logid, int64_t first_line,
+                                          int64_t last_line) {
   return wait_for<std::string>([&](Completion<std::string> done) {
     log_lines(logid, first_line, last_line, std::move(done));
   });
@@ -185,13 +200,15 @@ Result<RecoveryCounts> Store::recover_after_crash_sync(int64_t masterid, int64_t
   });
 }
 
-Result<int64_t> Store::delete_old_logs_sync(int64_t builderid, int64_t older_than, int64_t batch_size) {
+Result<int64_t> Store::delete_old_logs_sync(int64_t builderid, int64_t older_than,
+                                            int64_t batch_size) {
   return wait_for<int64_t>([&](Completion<int64_t> done) {
     delete_old_logs(builderid, older_than, batch_size, std::move(done));
   });
 }
 
-Result<int64_t> Store::delete_old_builds_sync(int64_t builderid, int64_t older_than, int64_t batch_size) {
+Result<int64_t> Store::delete_old_builds_sync(int64_t builderid, int64_t older_than,
+                                              int64_t batch_size) {
   return wait_for<int64_t>([&](Completion<int64_t> done) {
     delete_old_builds(builderid, older_than, batch_size, std::move(done));
   });

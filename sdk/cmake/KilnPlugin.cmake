@@ -52,4 +52,10 @@ function(kiln_add_plugin target)
   elseif(NOT ARG_NO_INSTALL AND NOT ARG_OUTPUT_DIRECTORY AND DEFINED KILN_INSTALL_PLUGIN_DIR)
     install(TARGETS ${target} LIBRARY DESTINATION ${KILN_INSTALL_PLUGIN_DIR})
   endif()
+
+  # In Kiln's own tree every plugin joins `kiln_all_plugins`, which the test
+  # binaries depend on (they load the built libraries at run time).
+  if(TARGET kiln_all_plugins)
+    add_dependencies(kiln_all_plugins ${target})
+  endif()
 endfunction()

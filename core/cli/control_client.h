@@ -1,0 +1,83 @@
+#pragma once
+// The CLI side of the master's control socket (master/control_server.h):
+// sending one request to a running master, turning the arguments of
+// `kiln data|force|sendchange|stop-build|cancel|rebuild|status|reconfig`
+// into the request each sends, and printing what comes back. The
+// translation is pure so tests check it without a master.
+
+#include "cli/commands.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+namespace kiln::cli {
+
+// Bad command-line arguments; the command prints its usage and exits 2.
+struct UsageError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// Connecting, sending or receiving failed: no master, a timeout, a closed
+// connection. The message is meant for the user as it is.
+struct ControlError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Sends `request` to the master running in master_dir and returns its
+// response object. Throws ControlError, e.g. "no master is running in DIR
+// (no control socket); start it with `kiln start DIR`".
+nlohmann::json control_request(const std::filesystem::path& master_dir,
+                               const nlohmann::json& request,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// What one command sends, and where.
+struct ControlCall {
+  std::filesystem::path master_dir;
+  nlohmann::json request;
+};
+
+// Argument translation; each throws UsageError naming the bad argument.
+//   data DIR PATH [--field F]... [--limit N] [--offset N] [--order F]...
+//        [--filter K=V | K__op=V]... [--property P]...
+//     -> {"op": "data_get", "path", "query": {filters, fields, order, ...}}
+ControlCall data_call(const Args& args);
+//   force DIR BUILDER [--scheduler NAME] [--reason R] [--branch B]
+//         [--revision R] [--property K=V]... [--owner O]
+//     -> {"op": "control", "path": "forceschedulers/NAME", "action": "force",
+//         "args": {"builderNames": [BUILDER], "properties": {...}, ...}}
+//   The path is "forceschedulers/" without --scheduler: the master picks the
+//   first force scheduler that lists BUILDER.
+ControlCall force_call(const Args& args);
+//   sendchange DIR [--who W] [--branch B] [--revision R] [--repository U]
+//              [--project P] [--category C] [--codebase C]
+//              [--comments TEXT | --logfile F] [--property K=V]...
+//              [--when UNIXTIME] [FILES...]
+//     -> {"op": "change_add", "change": {...}}; --logfile - reads stdin.
+ControlCall sendchange_call(const Args& args);
+//   stop-build DIR BUILDID [--reason R]   -> control builds/N stop
+//   cancel DIR BUILDREQUESTID [--reason R] -> control buildrequests/N cancel
+//   rebuild DIR BUILDID                    -> control builds/N rebuild
+ControlCall stop_build_call(const Args& args);
+ControlCall cancel_call(const Args& args);
+ControlCall rebuild_call(const Args& args);
+//   status DIR -> {"op": "status"};  reconfig DIR -> {"op": "reconfig"}
+ControlCall status_call(const Args& args);
+ControlCall reconfig_call(const Args& args);
+
+// "success", "warnings", ... for Buildbot's result codes; "-" for null.
+std::string result_word(const nlohmann::json& results);
+
+// `kiln status` output: a builders table and a workers table. now is Unix
+// seconds, for how long running builds have been running.
+std::string format_status(const nlohmann::json& status, int64_t now);
+
+// "buildset 5 submitted: request 7 on builder 'unit'" from a force or
+// rebuild answer {"bsid": 5, "brids": {"unit": 7}}.
+std::string format_buildset(const nlohmann::json& response);
+
+}  // namespace kiln::cli

@@ -1,0 +1,119 @@
+// The commands that talk to a running master through its control socket:
+// `kiln data`, `force`, `sendchange`, `stop-build`, `cancel`, `rebuild`,
+// `status`, `reconfig`. Each translates its arguments (control_client.h),
+// sends one request and prints the answer; an {"error": ...} answer goes
+// to stderr with exit status 1.
+
+#include "cli/commands.h"
+#include "cli/control_client.h"
+
+#include <cstdio>
+#include <ctime>
+#include <functional>
+
+namespace kiln::cli {
+
+using nlohmann::json;
+
+namespace {
+
+bool is_error(const json& response) {
+  return response.is_object() && response.contains("error") && response["error"].is_string();
+}
+
+// Translates, sends, and prints with `print` unless the master answered an
+// error. Connection failures throw ControlError, which cli.cpp prints.
+int run_call(const char* name, ControlCall (*translate)(const Args&), const Args& args,
+             const std::function<int(const json& response, const json& request)>& print) {
+  ControlCall call;
+  try {
+    call = translate(args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "kiln %s: %s (see `kiln %s --help`)\n", name, e.what(), name);
+    return 2;
+  }
+  json response = control_request(call.master_dir, call.request);
+  if (is_error(response)) {
+    std::fprintf(stderr, "kiln %s: %s\n", name, response["error"].get<std::string>().c_str());
+    return 1;
+  }
+  return print(response, call.request);
+}
+
+int print_line(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  return 0;
+}
+
+std::string message_or(const json& response, const std::string& fallback) {
+  if (response.is_object() && response.contains("message") && response["message"].is_string()) {
+    return response["message"].get<std::string>();
+  }
+  return fallback;
+}
+
+}  // namespace
+
+int data_command(const Args& args) {
+  return run_call("data", data_call, args, [](const json& response, const json&) {
+    // A data_get answer is the data itself: an object or an array.
+    return print_line(response.dump(2, ' ', false, json::error_handler_t::replace));
+  });
+}
+
+int force_command(const Args& args) {
+  return run_call("force", force_call, args, [](const json& response, const json&) {
+    return print_line(format_buildset(response));
+  });
+}
+
+int sendchange_command(const Args& args) {
+  return run_call("sendchange", sendchange_call, args, [](const json& response, const json&) {
+    return print_line("change " + response.value("changeid", json()).dump() + " added");
+  });
+}
+
+int stop_build_command(const Args& args) {
+  return run_call(
+      "stop-build", stop_build_call, args, [](const json& response, const json& request) {
+        return print_line(
+            message_or(response, request["path"].get<std::string>() + ": stop requested"));
+      });
+}
+
+int cancel_command(const Args& args) {
+  return run_call("cancel", cancel_call, args, [](const json& response, const json& request) {
+    return print_line(message_or(response, request["path"].get<std::string>() + " cancelled"));
+  });
+}
+
+int rebuild_command(const Args& args) {
+  return run_call("rebuild", rebuild_call, args, [](const json& response, const json&) {
+    return print_line(format_buildset(response));
+  });
+}
+
+int status_command(const Args& args) {
+  return run_call("status", status_call, args, [](const json& response, const json&) {
+    std::fputs(format_status(response, static_cast<int64_t>(std::time(nullptr))).c_str(), stdout);
+    return 0;
+  });
+}
+
+int reconfig_command(const Args& args) {
+  return run_call("reconfig", reconfig_call, args, [](const json& response, const json&) {
+    if (response.value("ok", true) == false) {
+      for (const auto& e : response.value("errors", json::array())) {
+        std::fprintf(stderr, "%s\n",
+                     e.is_string() ? e.get<std::string>().c_str() : e.dump().c_str());
+      }
+      std::fprintf(stderr,
+                   "kiln reconfig: configuration not accepted; the master keeps "
+                   "running the previous one.\n");
+      return 1;
+    }
+    return print_line(message_or(response, "reconfigured"));
+  });
+}
+
+}  // namespace kiln::cli

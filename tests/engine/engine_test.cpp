@@ -1,0 +1,258 @@
+// The engine end to end on real plugins: the local worker runs real
+// processes, the shell step streams into real logs in a real SQLite store.
+
+#include "engine/engine.h"
+
+#include "config/master_config.h"
+#include "master/master_loading.h"
+#include "plugin/registry.h"
+#include "store/store.h"
+#include "store/temp_dir.h"
+#include "util/event_loop.h"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <fstream>
+
+namespace {
+
+using nlohmann::json;
+using kiln::testing::TempDir;
+
+// A master folder, its plugins, store and engine, on a loop the test pumps.
+class EngineFixture {
+ public:
+  explicit EngineFixture(const std::string& yaml) {
+    std::ofstream(dir_ / "master.yaml") << yaml;
+    kiln::master::register_builtins(registry_);
+    auto errors = registry_.load_directories({KILN_BUILD_PLUGIN_DIR});
+    for (const auto& e : errors) FAIL(e.to_string());
+    auto read = kiln::config::read_config_document(dir_ / "master.yaml");
+    for (const auto& d : read.errors) FAIL(d.to_string());
+    auto checked = kiln::config::check_master_config(*read.document, registry_);
+    for (const auto& d : checked.errors) FAIL(d.to_string());
+    config_ = *checked.config;
+
+    kiln::store::OpenOptions options;
+    options.url = "sqlite:state.sqlite";
+    options.base_dir = dir_.path();
+    options.mode = kiln::store::OpenMode::kCreate;
+    options.post_to_loop = [this](std::function<void()> fn) { loop_.post(std::move(fn)); };
+    auto opened = kiln::store::open_store(std::move(options));
+    REQUIRE(opened.ok());
+    store_ = std::move(opened.value);
+    auto master = store_->register_master_sync("test:" + dir_.path().string(), 0);
+    REQUIRE(master.ok());
+    engine_ = std::make_unique<kiln::engine::Engine>(loop_, *store_, registry_, config_,
+                                                     master.value);
+  }
+  ~EngineFixture() {
+    if (engine_) {
+      bool stopped = false;
+      engine_->stop([&] { stopped = true; });
+      run_until([&] { return stopped; });
+      engine_.reset();
+    }
+  }
+
+  std::string start() { return engine_->start(); }
+  kiln::engine::Engine& engine() { return *engine_; }
+  kiln::store::Store& store() { return *store_; }
+  const std::filesystem::path& dir() const { return dir_.path(); }
+
+  // Pumps the loop until pred() holds or 20 s pass (a generous bound for a
+  // loaded machine; the work itself takes milliseconds).
+  bool run_until(const std::function<bool()>& pred) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      if (loop_.poll() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
+  }
+
+  json get(const std::string& path, json query = nullptr) {
+    json out;
+    bool done = false;
+    engine_->data().get(path, query, [&](kiln_status status, json value) {
+      INFO(value.dump());
+      CHECK(status == KILN_OK);
+      out = std::move(value);
+      done = true;
+    });
+    REQUIRE(run_until([&] { return done; }));
+    return out;
+  }
+
+  json submit(const json& request) {
+    json out;
+    bool done = false;
+    engine_->add_buildset(request, [&](kiln_status status, json value) {
+      INFO(value.dump());
+      REQUIRE(status == KILN_OK);
+      out = std::move(value);
+      done = true;
+    });
+    REQUIRE(run_until([&] { return done; }));
+    return out;
+  }
+
+  // Waits until `count` builds have finished; returns their events.
+  std::vector<json> wait_finished(size_t count) {
+    REQUIRE(run_until([&] { return finished_.size() >= count; }));
+    return finished_;
+  }
+  void watch_builds() {
+    engine_->events().subscribe("builds/+/finished", [this](const std::string&, const json& e) {
+      finished_.push_back(e);
+    });
+  }
+
+ private:
+  TempDir dir_{"kiln-engine"};
+  kiln::plugin::Registry registry_;
+  kiln::config::MasterConfig config_;
+  kiln::util::EventLoop loop_;
+  std::unique_ptr<kiln::store::Store> store_;
+  std::unique_ptr<kiln::engine::Engine> engine_;
+  std::vector<json> finished_;
+};
+
+const char* kTwoStepMaster = R"yaml(
+workers:
+  - {name: w1, type: local, max_builds: 2}
+schedulers:
+  - {name: force, type: force, builders: [hello]}
+builders:
+  - name: hello
+    workers: [w1]
+    properties: {greeting: hi}
+    steps:
+      - {type: shell, name: greet, command: ["sh", "-c", "echo %(prop:greeting)s from %(prop:buildername)s; echo oops >&2"]}
+      - {type: shell, name: fail, command: "exit 3"}
+      - {type: shell, name: never, command: "echo should not run"}
+      - {type: shell, name: cleanup, command: "echo cleanup", always_run: true}
+)yaml";
+
+}  // namespace
+
+TEST_CASE("a forced build runs its steps on the local worker and keeps its logs in the store") {
+  EngineFixture f(kTwoStepMaster);
+  REQUIRE(f.start().empty());
+  f.watch_builds();
+  json ids = f.submit({{"builders", {"hello"}}, {"reason", "test"}});
+  CHECK(ids["brids"].contains("hello"));
+  auto finished = f.wait_finished(1);
+  CHECK(finished[0]["results"] == KILN_FAILURE);
+
+  json build = f.get("builders/hello/builds/1");
+  CHECK(build["complete"] == true);
+  CHECK(build["results"] == KILN_FAILURE);
+  json steps = f.get("builds/" + std::to_string(build["buildid"].get<int64_t>()) + "/steps");
+  // Without halt_on_failure a failing step does not stop the build.
+  REQUIRE(steps.size() == 4);
+  CHECK(steps[0]["name"] == "greet");
+  CHECK(steps[0]["results"] == KILN_SUCCESS);
+  CHECK(steps[1]["name"] == "fail");
+  CHECK(steps[1]["results"] == KILN_FAILURE);
+  CHECK(steps[2]["name"] == "never");
+  CHECK(steps[3]["name"] == "cleanup");
+
+  json logs = f.get("steps/" + std::to_string(steps[0]["stepid"].get<int64_t>()) + "/logs");
+  REQUIRE(!logs.empty());
+  json contents = f.get("logs/" + std::to_string(logs[0]["logid"].get<int64_t>()) + "/contents");
+  const std::string text = contents["content"].get<std::string>();
+  CHECK(text.find("ohi from hello\n") != std::string::npos);
+  CHECK(text.find("eoops\n") != std::string::npos);
+}
+
+TEST_CASE("halt_on_failure stops a build except for always_run steps") {
+  std::string yaml = kTwoStepMaster;
+  yaml.replace(yaml.find("command: \"exit 3\"}"), std::string("command: \"exit 3\"}").size(),
+               "command: \"exit 3\", halt_on_failure: true}");
+  EngineFixture f(yaml);
+  REQUIRE(f.start().empty());
+  f.watch_builds();
+  f.submit({{"builders", {"hello"}}});
+  f.wait_finished(1);
+  json steps = f.get("builds/" + std::to_string(f.get("builders/hello/builds/1")["buildid"].get<int64_t>()) + "/steps");
+  std::vector<std::string> names;
+  for (const auto& s : steps) names.push_back(s["name"]);
+  CHECK(names == std::vector<std::string>{"greet", "fail", "cleanup"});
+}
+
+TEST_CASE("builds on one builder get increasing numbers and each request completes") {
+  EngineFixture f(R"yaml(
+workers: [{name: w1, type: local, max_builds: 2}]
+builders:
+  - {name: quick, workers: [w1], steps: [{type: shell, command: "true"}]}
+)yaml");
+  REQUIRE(f.start().empty());
+  f.watch_builds();
+  for (int i = 0; i < 5; ++i) f.submit({{"builders", {"quick"}}});
+  auto finished = f.wait_finished(5);
+  std::set<int64_t> numbers;
+  for (const auto& e : finished) {
+    CHECK(e["results"] == KILN_SUCCESS);
+    numbers.insert(e["number"].get<int64_t>());
+  }
+  CHECK(numbers == std::set<int64_t>{1, 2, 3, 4, 5});
+  REQUIRE(f.run_until([&] {
+    json requests = f.get("buildrequests", {{"filters", {{"complete", "eq", {false}}}}});
+    return requests.empty();
+  }));
+}
+
+TEST_CASE("a step whose command does not exist ends the build with a failure, the master keeps running") {
+  EngineFixture f(R"yaml(
+workers: [{name: w1, type: local}]
+builders:
+  - {name: b, workers: [w1], steps: [{type: shell, command: [/nonexistent/program]}]}
+)yaml");
+  REQUIRE(f.start().empty());
+  f.watch_builds();
+  f.submit({{"builders", {"b"}}});
+  auto finished = f.wait_finished(1);
+  CHECK(finished[0]["results"] != KILN_SUCCESS);
+  // And a second build still runs.
+  f.submit({{"builders", {"b"}}});
+  CHECK(f.wait_finished(2).size() == 2);
+}
+
+TEST_CASE("an unknown property selector ends the step with EXCEPTION and says why in a log") {
+  EngineFixture f(R"yaml(
+workers: [{name: w1, type: local}]
+builders:
+  - {name: b, workers: [w1], steps: [{type: shell, name: bad, command: "echo %(nope:x)s"}]}
+)yaml");
+  REQUIRE(f.start().empty());
+  f.watch_builds();
+  f.submit({{"builders", {"b"}}});
+  auto finished = f.wait_finished(1);
+  CHECK(finished[0]["results"] == KILN_EXCEPTION);
+  json steps = f.get("builds/" + std::to_string(finished[0]["buildid"].get<int64_t>()) + "/steps");
+  json logs = f.get("steps/" + std::to_string(steps[0]["stepid"].get<int64_t>()) + "/logs");
+  REQUIRE(logs.size() == 1);
+  json contents = f.get("logs/" + std::to_string(logs[0]["logid"].get<int64_t>()) + "/contents");
+  CHECK(contents["content"].get<std::string>().find("unknown interpolation") != std::string::npos);
+}
+
+TEST_CASE("the force scheduler submits a buildset through a control action") {
+  EngineFixture f(kTwoStepMaster);
+  REQUIRE(f.start().empty());
+  f.watch_builds();
+  json result;
+  bool done = false;
+  f.engine().control("forceschedulers/force", "force",
+                     {{"builderNames", {"hello"}}, {"reason", "because"}, {"owner", "ann"}},
+                     [&](kiln_status status, json value) {
+                       INFO(value.dump());
+                       CHECK(status == KILN_OK);
+                       result = value;
+                       done = true;
+                     });
+  REQUIRE(f.run_until([&] { return done; }));
+  CHECK(result.contains("bsid"));
+  f.wait_finished(1);
+}
