@@ -42,6 +42,11 @@ std::string Master::start() {
   engine_ = std::make_unique<engine::Engine>(loop_, *store_, *loaded_.registry, loaded_.config,
                                              masterid_);
   if (auto error = engine_->start(); !error.empty()) return error;
+  control_ = std::make_unique<ControlServer>(
+      loop_.io(), [this](const nlohmann::json& request, ControlReply reply) {
+        handle_control(request, std::move(reply));
+      });
+  if (auto error = control_->start(basedir); !error.empty()) return error;
   spdlog::info("loaded {} component types from {} folders; {} workers, {} builders",
                loaded_.registry->all().size(), loaded_.plugin_search_path.size(),
                loaded_.config.workers.size(), loaded_.config.builders.size());
@@ -65,7 +70,35 @@ void Master::run() {
   loop_.run();
 }
 
+void Master::handle_control(const nlohmann::json& request, ControlReply reply) {
+  using nlohmann::json;
+  // Engine answers come as (status, value); errors carry {"error": ...}.
+  auto answer = [reply](kiln_status status, json value) {
+    if (status != KILN_OK && !(value.is_object() && value.contains("error"))) {
+      value = json{{"error", value.dump()}};
+    }
+    reply(std::move(value));
+  };
+  const std::string op = request.value("op", "");
+  if (op == "data_get") {
+    engine_->data().get(request.value("path", ""), request.value("query", json()), answer);
+  } else if (op == "control") {
+    engine_->control(request.value("path", ""), request.value("action", ""),
+                     request.value("args", json::object()), answer);
+  } else if (op == "change_add") {
+    engine_->add_change(request.value("change", json::object()), answer);
+  } else if (op == "status") {
+    reply(engine_->status());
+  } else if (op == "reconfig") {
+    reply(json{{"ok", false}, {"errors", {engine_->reconfigure(loaded_.config)}}});
+  } else {
+    reply(json{{"error", "unknown request '" + op +
+                             "' (expected data_get, control, change_add, status, reconfig)"}});
+  }
+}
+
 void Master::stop() {
+  if (control_) control_->stop();
   if (!engine_) {
     loop_.stop();
     return;
@@ -74,6 +107,7 @@ void Master::stop() {
 }
 
 Master::~Master() {
+  control_.reset();
   engine_.reset();
   if (store_ && masterid_ != 0) {
     store_->set_master_active_sync(masterid_, false, static_cast<int64_t>(loop_.now_ms() / 1000));

@@ -3,6 +3,7 @@
 // and the store. `kiln start` builds one and runs it until a signal stops it.
 
 #include "engine/engine.h"
+#include "master/control_server.h"
 #include "master/master_loading.h"
 #include "util/event_loop.h"
 
@@ -40,6 +41,10 @@ class Master {
   std::unique_ptr<store::Store> store_;
   int64_t masterid_ = 0;
   std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<ControlServer> control_;
+
+  // One request from the control socket (kiln data, force, status, ...).
+  void handle_control(const nlohmann::json& request, ControlReply reply);
 };
 
 }  // namespace kiln::master
