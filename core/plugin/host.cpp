@@ -552,7 +552,9 @@ std::function<void()> InstanceContext::on_loop_while_alive(std::function<void()>
 }
 
 kiln_status InstanceContext::post(std::function<void()> fn) {
-  on_loop_while_alive(std::move(fn))();
+  // Runs even when the instance is gone by then: the plugin may own memory
+  // it frees only in fn (plugin_api.h: post runs fn exactly once).
+  loop_.post(std::move(fn));
   return KILN_OK;
 }
 

@@ -178,6 +178,10 @@ std::vector<fs::path> plugin_search_path(const std::vector<fs::path>& from_confi
     std::error_code ec;
     fs::path beside = exe.parent_path() / "plugins";
     if (fs::is_directory(beside, ec)) candidates.push_back(beside);
+    // An installed tree moved elsewhere (or installed with another prefix)
+    // still finds its own plugins: <prefix>/bin/kiln -> <prefix>/lib/kiln/plugins.
+    fs::path relocated = exe.parent_path().parent_path() / "lib" / "kiln" / "plugins";
+    if (fs::is_directory(relocated, ec)) candidates.push_back(relocated);
   }
 
   std::vector<fs::path> out;

@@ -82,7 +82,8 @@ class PluginLibrary {
 // Where plugins are looked for, in order, without duplicates: the config's
 // plugin_paths, each entry of $KILN_PLUGIN_PATH (colon-separated), the
 // installed plugin folder, then the folder `plugins` next to the running
-// executable if it exists (so a build tree works without installing).
+// executable if it exists (so a build tree works without installing), then
+// <exe>/../lib/kiln/plugins if it exists (an install under another prefix).
 std::vector<std::filesystem::path> plugin_search_path(
     const std::vector<std::filesystem::path>& from_config);
 

@@ -111,9 +111,8 @@ TEST_CASE("the installed SDK builds the out-of-tree example plugin which exports
   CHECK(symbols == std::set<std::string>{"kiln_plugin_entry"});
 }
 
-// Enabled once `kiln plugins` lists plugins from $KILN_PLUGIN_PATH.
 TEST_CASE("the installed kiln lists the example plugin's components from KILN_PLUGIN_PATH",
-          "[install][.pending]") {
+          "[install]") {
   TempDir tmp;
   const fs::path plugin = install_and_build_hello(tmp);
   REQUIRE(fs::exists(plugin));
@@ -136,6 +135,8 @@ TEST_CASE("the installed kiln lists the example plugin's components from KILN_PL
   }
   CHECK(step);
   CHECK(policy);
+  // The installed kiln finds its own plugins under <prefix>/lib/kiln/plugins.
+  CHECK_THAT(list.output, Catch::Contains("kiln-local-worker.so"));
 
   Run show = run(env + kiln + " plugins hello", tmp.path);
   INFO(show.output);

@@ -146,6 +146,10 @@ class WorkerFixture {
   }
   ~WorkerFixture() {
     if (instance_ && started_) vt_->stop(instance_->handle());
+    // A plugin's posts still queued when its instance goes are dropped by
+    // the host without running, which leaks the SDK's holder: let them run.
+    while (loop_.poll() > 0) {
+    }
     instance_.reset();
   }
 

@@ -235,8 +235,10 @@ typedef struct kiln_host_api {
    * anything that schedules work. */
   uint64_t (*now_ms)(kiln_ctx *ctx);
 
-  /* Runs fn(user) on the loop thread, soon. The way back from a plugin's
-   * own thread. */
+  /* Runs fn(user) on the loop thread, soon, exactly once -- even when the
+   * instance behind ctx has been destroyed meanwhile (fn must then not
+   * touch it; it may still free what `user` points to). The way back from
+   * a plugin's own thread. */
   kiln_status (*post)(kiln_ctx *ctx, kiln_fn fn, void *user);
 
   /* Runs fn(user) on the loop after delay_ms on the master's clock, then
@@ -317,12 +319,16 @@ typedef struct kiln_host_api {
   kiln_status (*property_set)(kiln_ctx *ctx, kiln_str name,
                               kiln_str value_json, kiln_str source);
 
-  /* Starts a worker command on the build's worker: "shell", "stat", "glob",
-   * "listdir", "mkdir", "rmdir", "rmfile", "cpdir", "upload_file",
-   * "upload_directory", "download_file" with Buildbot's argument names.
-   * Paths relative to the build's directory. For transfers the host moves
-   * the bytes: upload args carry "masterdest", download args "mastersrc".
-   * Handlers are copied; *command_id identifies the command. */
+  /* Starts a worker command on the build's worker with Buildbot's
+   * step-level names and arguments: "shell" {command, workdir, env,
+   * timeout, maxTime, ...}, "stat" {file}, "glob" {path}, "listdir" {dir},
+   * "mkdir"/"rmdir" {dir}, "rmfile" {path}, "cpdir" {fromdir, todir},
+   * "uploadFile"/"uploadDirectory" {workersrc, masterdest, ...},
+   * "downloadFile" {mastersrc, workerdest, ...}. Worker-side paths are
+   * relative to the build's folder (and may not leave it); master-side
+   * ones relative to the master folder. The host turns them into the wire
+   * form (reference: Buildbot's msgpack protocol) and moves transfer bytes
+   * itself. Handlers are copied; *command_id identifies the command. */
   kiln_status (*command_start)(kiln_ctx *ctx, kiln_str command_name,
                                kiln_str args_json,
                                const kiln_command_handlers *handlers,
