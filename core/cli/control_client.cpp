@@ -289,7 +289,10 @@ ControlCall sendchange_call(const Args& args) {
   if (auto when = parsed.last("when")) {
     char* end = nullptr;
     double seconds = std::strtod(when->c_str(), &end);
-    if (when->empty() || *end != '\0' || !std::isfinite(seconds) || seconds < 0) {
+    // Beyond 2^53 s (millions of millennia) a timestamp is a typo, and past
+    // 2^63 the conversion below would be undefined.
+    if (when->empty() || *end != '\0' || !std::isfinite(seconds) || seconds < 0 ||
+        seconds > 9007199254740992.0) {
       throw UsageError("--when takes Unix seconds, not '" + *when + "'");
     }
     change["when_timestamp"] = static_cast<int64_t>(seconds);

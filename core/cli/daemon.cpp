@@ -25,6 +25,16 @@ std::optional<pid_t> running_master_pid(const fs::path& master_dir) {
   long pid = 0;
   if (!(in >> pid) || pid <= 0) return std::nullopt;
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return std::nullopt;
+  // A master killed with -9 stays a zombie until its parent reaps it; it
+  // runs no more, so it does not hold the folder.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (std::getline(stat, line)) {
+    auto close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z') {
+      return std::nullopt;
+    }
+  }
   return static_cast<pid_t>(pid);
 }
 

@@ -112,7 +112,12 @@ std::string Engine::start() { return core_->start(); }
 void Engine::stop(std::function<void()> done) {
   EngineCore& core = *core_;
   core.stopping = true;
-  for (auto& [ptr, build] : core.builds) core.stop_build(*build, "the master is shutting down");
+  for (auto& [ptr, build] : core.builds) {
+    // As Buildbot does when a master goes away: the work is not dropped,
+    // the build ends RETRY and its request waits for the next start.
+    build->shutdown = true;
+    core.stop_build(*build, "the master is shutting down");
+  }
   // Waits for builds to wind down (their steps get the interrupt), then
   // takes components down in reverse order of creation.
   auto deadline = core.loop.now_ms() + 10'000;
@@ -747,7 +752,7 @@ void EngineCore::step_finished(StepRun& run, int result, std::string summary) {
 
 void EngineCore::finish_build(Build& build) {
   int results = build.progress.results;
-  if (build.worker_lost) {
+  if (build.worker_lost || build.shutdown) {
     results = KILN_RETRY;
   } else if (build.stopping) {
     results = worst_result(results, KILN_CANCELLED);
@@ -756,7 +761,7 @@ void EngineCore::finish_build(Build& build) {
   store.set_build_state_string(build.buildid, std::string("build ") + result_name(results),
                                [](store::Status) {});
   store.finish_build(build.buildid, results, now, [](store::Status) {});
-  if (results == KILN_RETRY && !(stopping && !build.worker_lost && false)) {
+  if (results == KILN_RETRY) {
     store.unclaim_requests(build.brids, [](store::Status) {});
     for (auto brid : build.brids) build.builder->pending.push_front({brid, build.bsid, 0, 0});
   } else {

@@ -128,6 +128,7 @@ struct Build {
   size_t next_step = 0;
   BuildProgress progress;
   bool stopping = false;
+  bool shutdown = false;  // stopped because the master stops: runs again later
   bool worker_lost = false;
   std::string stop_reason;
   std::unique_ptr<StepRun> current;
