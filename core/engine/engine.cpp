@@ -200,10 +200,27 @@ std::string EngineCore::start() {
                  recovered.value.builds, recovered.value.requests);
   }
 
-  for (const auto& b : config.builders) {
-    auto id = store.ensure_builder_sync(b.name, b.description.empty() ? std::nullopt
-                                                                      : std::optional(b.description),
-                                        b.tags);
+  // All registrations go to the store at once and commit together (one
+  // round trip, not one per builder).
+  std::vector<store::Result<int64_t>> builder_ids(config.builders.size());
+  std::vector<store::Result<int64_t>> worker_ids(config.workers.size());
+  for (size_t i = 0; i < config.builders.size(); ++i) {
+    const auto& b = config.builders[i];
+    store.ensure_builder(b.name,
+                         b.description.empty() ? std::nullopt : std::optional(b.description),
+                         b.tags,
+                         store::Completion<int64_t>::on_store_thread(
+                             [&builder_ids, i](store::Result<int64_t> r) { builder_ids[i] = std::move(r); }));
+  }
+  for (size_t i = 0; i < config.workers.size(); ++i) {
+    store.ensure_worker(config.workers[i].name, json::object(),
+                        store::Completion<int64_t>::on_store_thread(
+                            [&worker_ids, i](store::Result<int64_t> r) { worker_ids[i] = std::move(r); }));
+  }
+  if (auto waited = store.wait(); !waited.ok()) return "cannot register builders: " + waited.message;
+  for (size_t i = 0; i < config.builders.size(); ++i) {
+    const auto& b = config.builders[i];
+    const auto& id = builder_ids[i];
     if (!id.ok()) return "cannot register builder '" + b.name + "': " + id.status.message;
     auto slot = std::make_unique<BuilderSlot>();
     slot->config = &b;
@@ -211,8 +228,9 @@ std::string EngineCore::start() {
     builders_by_id[id.value] = slot.get();
     builders[b.name] = std::move(slot);
   }
-  for (const auto& w : config.workers) {
-    auto id = store.ensure_worker_sync(w.name, json::object());
+  for (size_t i = 0; i < config.workers.size(); ++i) {
+    const auto& w = config.workers[i];
+    const auto& id = worker_ids[i];
     if (!id.ok()) return "cannot register worker '" + w.name + "': " + id.status.message;
     auto slot = std::make_unique<WorkerSlot>();
     slot->name = w.name;

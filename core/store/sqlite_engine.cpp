@@ -1034,8 +1034,9 @@ void SqliteStore::finish_log(int64_t logid, Completion<void> done) {
         if (auto s = update_one(db, q, "log", logid); !s.ok()) return s;
         // Like Buildbot's compressLog: a log appended a line at a time is
         // folded into few large chunks, which compress far better and read
-        // in fewer rows. Only chunks stored small are read, so finishing a
-        // log streamed in large batches costs one index scan.
+        // in fewer rows. Only chunks stored small AND raw are read (a small
+        // compressed blob may hold 64 KiB of text), so finishing a log
+        // streamed in large batches costs one index scan and no memory.
         std::vector<ChunkRow> run;
         size_t run_bytes = 0;
         auto flush_run = [&]() -> Status {
@@ -1061,7 +1062,7 @@ void SqliteStore::finish_log(int64_t logid, Completion<void> done) {
         };
         auto small = db.query(
             "SELECT first_line, last_line, content, compressed FROM logchunks "
-            "WHERE logid = ? AND length(content) < ? ORDER BY first_line");
+            "WHERE logid = ? AND compressed = 0 AND length(content) < ? ORDER BY first_line");
         small.bind(1, logid).bind(2, kSmallChunkBytes);
         std::vector<ChunkRow> rows;
         int rc;
