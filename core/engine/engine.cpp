@@ -778,7 +778,21 @@ void EngineCore::finish_build(Build& build) {
   const int64_t now = static_cast<int64_t>(now_s());
   store.set_build_state_string(build.buildid, std::string("build ") + result_name(results),
                                [](store::Status) {});
-  store.finish_build(build.buildid, results, now, [](store::Status) {});
+  // The event goes out once the store holds the result, so a reader that
+  // reacts to it finds the build complete.
+  json finished_event = {
+      {"buildid", build.buildid}, {"number", build.number},
+      {"builderid", build.builder->builderid}, {"buildrequestid", build.brids.front()},
+      {"workerid", build.worker->workerid}, {"masterid", masterid},
+      {"started_at", build.started_at}, {"complete", true}, {"complete_at", now},
+      {"results", results}, {"state_string", std::string("build ") + result_name(results)}};
+  store.finish_build(build.buildid, results, now,
+                     guarded(alive, [this, finished_event](store::Status) {
+                       publish("builds/" +
+                                   std::to_string(finished_event["buildid"].get<int64_t>()) +
+                                   "/finished",
+                               finished_event);
+                     }));
   if (results == KILN_RETRY) {
     store.unclaim_requests(build.brids, [](store::Status) {});
     for (auto brid : build.brids) build.builder->pending.push_front({brid, build.bsid, 0, 0});
@@ -791,12 +805,6 @@ void EngineCore::finish_build(Build& build) {
   }
   spdlog::info("build {} #{} finished: {}", build.builder->config->name, build.number,
                result_name(results));
-  publish("builds/" + std::to_string(build.buildid) + "/finished",
-          {{"buildid", build.buildid}, {"number", build.number},
-           {"builderid", build.builder->builderid}, {"buildrequestid", build.brids.front()},
-           {"workerid", build.worker->workerid}, {"masterid", masterid},
-           {"started_at", build.started_at}, {"complete", true}, {"complete_at", now},
-           {"results", results}, {"state_string", std::string("build ") + result_name(results)}});
   build.builder->last = json{{"number", build.number}, {"results", results}, {"complete_at", now}};
   build.builder->running.erase(&build);
   build.worker->builds.erase(&build);
