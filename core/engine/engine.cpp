@@ -10,6 +10,12 @@
 #include <filesystem>
 #include <thread>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <cerrno>
+#include <sys/wait.h>
+#include <unistd.h>
+
 namespace kiln::engine {
 
 namespace {
@@ -27,6 +33,24 @@ auto guarded(const std::shared_ptr<bool>& alive, F fn) {
 }
 
 json error_value(const std::string& message) { return json{{"error", message}}; }
+
+// Runs `tar -xf TAR -C DEST` with an argument vector, not a shell line:
+// masterdest may come from rendered properties, which must never reach a
+// shell. Blocking; called off the loop.
+bool unpack_tar(const std::string& tar, const std::string& dest) {
+  const char* argv[] = {"tar", "-xf", tar.c_str(), "-C", dest.c_str(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, "tar", &actions, nullptr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return false;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 bool truthy_text(const json& value) {
   if (value.is_boolean()) return value.get<bool>();
@@ -940,8 +964,7 @@ void EngineCore::complete_command(uint64_t id, json result) {
     std::thread([this, tar, dest, ok, result, finish]() mutable {
       json r = result;
       if (ok) {
-        std::string cmd = "tar -xf '" + tar + "' -C '" + dest + "' 2>/dev/null";
-        if (std::system(cmd.c_str()) != 0) {
+        if (!unpack_tar(tar, dest)) {
           r["rc"] = 1;
           r["failure"] = "cannot unpack the uploaded directory into " + dest;
         }

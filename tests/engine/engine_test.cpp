@@ -256,3 +256,23 @@ TEST_CASE("the force scheduler submits a buildset through a control action") {
   CHECK(result.contains("bsid"));
   f.wait_finished(1);
 }
+
+TEST_CASE("a directory upload unpacks on the master even where the destination holds a quote") {
+  EngineFixture f(R"yaml(
+workers: [{name: w1, type: local}]
+builders:
+  - name: b
+    workers: [w1]
+    steps:
+      - {type: shell, command: "mkdir -p out && echo one > out/a.txt && echo two > out/b.txt"}
+      - {type: directory-upload, workersrc: out, masterdest: "uploads/it's here"}
+)yaml");
+  REQUIRE(f.start().empty());
+  f.watch_builds();
+  f.submit({{"builders", {"b"}}});
+  auto finished = f.wait_finished(1);
+  CHECK(finished[0]["results"] == KILN_SUCCESS);
+  const auto dest = f.dir() / "uploads" / "it's here";
+  CHECK(kiln::testing::read_file(dest / "a.txt") == "one\n");
+  CHECK(kiln::testing::read_file(dest / "b.txt") == "two\n");
+}
