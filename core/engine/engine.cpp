@@ -959,9 +959,10 @@ void EngineCore::complete_command(uint64_t id, json result) {
   };
   if (command.transfer == static_cast<int>(WireCommand::Transfer::kUploadDirectory)) {
     // Unpacking may take a while: off the loop, then back.
+    // The thread may outlive the engine, never the loop: it holds only the loop.
     std::string tar = command.temp_path, dest = command.master_path;
     auto finish = guarded(alive, [deliver, result](json r) mutable { deliver(r); });
-    std::thread([this, tar, dest, ok, result, finish]() mutable {
+    std::thread([&loop = loop, tar, dest, ok, result, finish]() mutable {
       json r = result;
       if (ok) {
         if (!unpack_tar(tar, dest)) {
