@@ -13,9 +13,15 @@ packages=(
   # tests
   catch2 json-schema-test-suite sqlite3
 )
+# Real programs the integration tests drive: version control for the pollers
+# and source steps, Buildbot's own worker for protocol compatibility.
+test_packages=(
+  subversion mercurial
+  buildbot-worker python3-autobahn python3-msgpack
+)
 if [ "${1:-}" = "--test" ]; then
   shift
-  packages+=(${KILN_TEST_PACKAGES:-})
+  packages+=("${test_packages[@]}" ${KILN_TEST_PACKAGES:-})
 fi
 
 missing=()

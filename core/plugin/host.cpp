@@ -83,6 +83,10 @@ kiln_status kiln_ctx::transfer_read(uint64_t, size_t, std::vector<uint8_t>&) {
 }
 
 kiln_status kiln_ctx::context_info(std::string&) { return KILN_ERR_UNSUPPORTED; }
+kiln_status kiln_ctx::policy_call(std::string_view, std::string_view, std::string&,
+                                  std::string&) {
+  return KILN_ERR_UNSUPPORTED;
+}
 
 namespace kiln::plugin {
 
@@ -467,6 +471,24 @@ kiln_status h_context_info(kiln_ctx* ctx, kiln_text_cb out, void* out_user) {
   return status;
 }
 
+kiln_status h_policy_call(kiln_ctx* ctx, kiln_str policy_name, kiln_str args_json,
+                          kiln_text_cb out, void* out_user, kiln_error* err) {
+  if (ctx == nullptr || out == nullptr || !valid(policy_name) || !valid(args_json)) {
+    return KILN_ERR_INVALID_ARGUMENT;
+  }
+  std::string text;
+  std::string error;
+  kiln_status status = on_loop(ctx, "policy_call", [&] {
+    return ctx->policy_call(view(policy_name), view(args_json), text, error);
+  });
+  if (status == KILN_OK) {
+    out(out_user, kiln_str{text.data(), text.size()});
+  } else {
+    fill_error(err, status, std::move(error), "policy_call");
+  }
+  return status;
+}
+
 const kiln_host_api kHostApi = {
     .struct_size = sizeof(kiln_host_api),
     .abi_version = KILN_ABI_VERSION,
@@ -507,6 +529,7 @@ const kiln_host_api kHostApi = {
     .transfer_write = h_transfer_write,
     .transfer_read = h_transfer_read,
     .context_info = h_context_info,
+    .policy_call = h_policy_call,
 };
 
 }  // namespace

@@ -106,6 +106,8 @@ struct kiln_ctx {
                                     std::vector<uint8_t>& out);
   // A JSON object describing this instance (kind, name, master_dir, ...).
   virtual kiln_status context_info(std::string& out_json);
+  virtual kiln_status policy_call(std::string_view policy_name, std::string_view args_json,
+                                  std::string& out_json, std::string& error);
 };
 
 namespace kiln::plugin {

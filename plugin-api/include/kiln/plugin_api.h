@@ -76,7 +76,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define KILN_ABI_MAJOR 1u /* bumped only by a breaking change */
-#define KILN_ABI_MINOR 0u /* bumped by every release that appends */
+#define KILN_ABI_MINOR 1u /* bumped by every release that appends */
 #define KILN_ABI_VERSION ((uint32_t)((KILN_ABI_MAJOR << 16) | KILN_ABI_MINOR))
 #define KILN_ABI_VERSION_MAJOR(v) ((uint32_t)(v) >> 16)
 #define KILN_ABI_VERSION_MINOR(v) ((uint32_t)(v)&0xFFFFu)
@@ -404,6 +404,19 @@ typedef struct kiln_host_api {
    * "builder", "buildid", "build_number" and "step_number". Readers ignore
    * keys they do not know. */
   kiln_status (*context_info)(kiln_ctx *ctx, kiln_text_cb out, void *out_user);
+
+  /* --- 1.1 ---------------------------------------------------------------- */
+
+  /* Calls the named policy function (a `policies:` entry of master.yaml,
+   * or a built-in policy type name) with args_json and delivers its JSON
+   * answer to out() before this returns. Policies are pure and fast, so
+   * this is synchronous; call it from the loop thread. KILN_ERR_NOT_FOUND
+   * when no policy has that name. Used for the user-replaceable decisions
+   * of plugins: an SVN poller's split_file, a scheduler's
+   * file_is_important, a notifier's address lookup. */
+  kiln_status (*policy_call)(kiln_ctx *ctx, kiln_str policy_name,
+                             kiln_str args_json, kiln_text_cb out,
+                             void *out_user, kiln_error *err);
 } kiln_host_api;
 
 /* ------------------------------------------------------------------------ */

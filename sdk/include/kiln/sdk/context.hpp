@@ -325,6 +325,23 @@ class Context {
     return nlohmann::json::parse(*text, nullptr, false);
   }
 
+  // Calls a named policy function (master.yaml `policies:`, or a built-in
+  // policy type) and returns its JSON answer. Synchronous: policies are pure
+  // and fast. Needs ABI 1.1; an older host answers KILN_ERR_UNSUPPORTED.
+  Result<nlohmann::json> call_policy(std::string_view name, const nlohmann::json& args) const {
+    KILN_SDK_REQUIRE_HOST(h, policy_call);
+    const std::string text_args = args.dump();
+    auto text = call_with_text("policy_call", [&](kiln_text_cb out, void* user, kiln_error* err) {
+      return h->policy_call(raw(), str(name), str(text_args), out, user, err);
+    });
+    if (!text.ok()) return text.status();
+    auto answer = nlohmann::json::parse(*text, nullptr, false);
+    if (answer.is_discarded()) {
+      return Status(KILN_ERR_INTERNAL, "policy '" + std::string(name) + "' answered invalid JSON");
+    }
+    return answer;
+  }
+
   // --- data API and events -------------------------------------------------
   // query: {"filters": [...], "fields": [...], "order": [...], "limit": N}
   // or null for none.
