@@ -31,6 +31,11 @@ const std::map<std::string, Command>& commands() {
                           "migrate the master's store to this kiln's schema"}},
       {"start", {start_command, "start DIR [--nodaemon]", "start the master"}},
       {"stop", {stop_command, "stop DIR", "stop a running master"}},
+      {"restart", {restart_command, "restart DIR [--nodaemon]",
+                   "check the configuration, stop the running master, start it again"}},
+      {"reconfig", {reconfig_command, "reconfig DIR",
+                    "apply master.yaml to the running master without stopping builds "
+                    "(also: kill -HUP)"}},
       {"version", {version_command, "version", "print versions"}},
       {"data", {data_command,
                 "data DIR PATH [--field F]... [--limit N] [--offset N] [--order [-]F]... "
@@ -52,8 +57,6 @@ const std::map<std::string, Command>& commands() {
                   "cancel a build request that has not started"}},
       {"rebuild", {rebuild_command, "rebuild DIR BUILDID", "run a finished build again"}},
       {"status", {status_command, "status DIR", "show builders, running builds and workers"}},
-      {"reconfig", {reconfig_command, "reconfig DIR",
-                    "reload master.yaml in a running master"}},
   };
   return table;
 }

@@ -15,6 +15,7 @@ int plugins_command(const Args& args);
 int upgrade_master_command(const Args& args);
 int start_command(const Args& args);
 int stop_command(const Args& args);
+int restart_command(const Args& args);
 int version_command(const Args& args);
 
 // Through a running master's control socket (control_commands.cpp).

@@ -102,17 +102,24 @@ int status_command(const Args& args) {
 
 int reconfig_command(const Args& args) {
   return run_call("reconfig", reconfig_call, args, [](const json& response, const json&) {
+    const json changes = response.value("changes", json::array());
+    for (const auto& c : changes) {
+      std::printf("%s\n", c.is_string() ? c.get<std::string>().c_str() : c.dump().c_str());
+    }
     if (response.value("ok", true) == false) {
       for (const auto& e : response.value("errors", json::array())) {
         std::fprintf(stderr, "%s\n",
                      e.is_string() ? e.get<std::string>().c_str() : e.dump().c_str());
       }
-      std::fprintf(stderr,
-                   "kiln reconfig: configuration not accepted; the master keeps "
-                   "running the previous one.\n");
+      std::fprintf(stderr, changes.empty()
+                               ? "kiln reconfig: configuration not accepted; the master keeps "
+                                 "running the previous one.\n"
+                               : "kiln reconfig: the new configuration is in place, but the "
+                                 "components above failed; see DIR/kiln.log.\n");
       return 1;
     }
-    return print_line(message_or(response, "reconfigured"));
+    if (changes.empty()) return print_line("reconfigured: nothing changed");
+    return print_line("reconfigured");
   });
 }
 

@@ -1,4 +1,4 @@
-// `kiln start DIR [--nodaemon]` and `kiln stop DIR`.
+// `kiln start DIR [--nodaemon]`, `kiln stop DIR` and `kiln restart DIR [--nodaemon]`.
 
 #include "cli/commands.h"
 #include "cli/daemon.h"
@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -111,6 +112,27 @@ int stop_command(const Args& args) {
   std::printf("\nkiln stop: the master did not stop within 30 s; it may still be finishing. "
               "Check %s/kiln.log, or kill -9 %d.\n", master_dir.c_str(), static_cast<int>(*pid));
   return 1;
+}
+
+int restart_command(const Args& args) {
+  const auto dir = std::find_if(args.begin(), args.end(),
+                                [](const std::string& a) { return !a.starts_with("-"); });
+  if (dir == args.end()) {
+    std::fprintf(stderr, "usage: kiln restart DIR [--nodaemon]\n");
+    return 2;
+  }
+  // A configuration that cannot start must not stop the master that runs.
+  auto load = master::load_master(*dir);
+  if (!load.master) {
+    for (const auto& e : load.errors) std::fprintf(stderr, "%s\n", e.c_str());
+    std::fprintf(stderr, "kiln restart: configuration not accepted; the running master (if "
+                         "any) was left alone.\n");
+    return 1;
+  }
+  if (running_master_pid(*dir)) {
+    if (int rc = stop_command({*dir}); rc != 0) return rc;
+  }
+  return start_command(args);
 }
 
 }  // namespace kiln::cli

@@ -24,14 +24,6 @@ namespace fs = std::filesystem;
 
 kiln_str to_c(const std::string& s) { return kiln_str{s.data(), s.size()}; }
 
-// Runs fn only while the engine exists (store answers may arrive late).
-template <class F>
-auto guarded(const std::shared_ptr<bool>& alive, F fn) {
-  return [weak = std::weak_ptr<bool>(alive), fn = std::move(fn)](auto&&... args) mutable {
-    if (weak.lock()) fn(std::forward<decltype(args)>(args)...);
-  };
-}
-
 json error_value(const std::string& message) { return json{{"error", message}}; }
 
 // Runs `tar -xf TAR -C DEST` with an argument vector, not a shell line:
@@ -152,13 +144,17 @@ void Engine::stop(std::function<void()> done) {
       return;
     }
     core.flush_logs();
-    core.reporters.clear();
-    core.change_sources.clear();
-    core.schedulers.clear();
+    if (core.retention_timer) core.loop.cancel_timer(core.retention_timer);
+    core.retention_timer = 0;
+    for (auto* group : {&core.change_sources, &core.schedulers, &core.reporters}) {
+      for (auto& [name, slot] : *group) {
+        if (slot.instance) EngineCore::stop_component(*slot.instance);
+      }
+      group->clear();
+    }
     for (auto& [name, worker] : core.workers) {
       if (worker->instance) {
-        const auto* vt = worker->instance->vtable<kiln_worker_vtable>();
-        if (KILN_HAS(kiln_worker_vtable, vt, stop)) vt->stop(worker->instance->handle());
+        EngineCore::stop_component(*worker->instance);
         worker->instance.reset();
       }
     }
@@ -169,8 +165,8 @@ void Engine::stop(std::function<void()> done) {
   (*wait)();
 }
 
-std::string Engine::reconfigure(config::MasterConfig) {
-  return "reconfiguration of a running master is not supported yet; restart it";
+void Engine::reconfigure(config::MasterConfig config, std::function<void(nlohmann::json)> done) {
+  core_->reconfigure(std::move(config), std::move(done));
 }
 
 void Engine::add_change(const nlohmann::json& change, DataDone done) {
@@ -206,6 +202,7 @@ EngineCore::EngineCore(Engine& e, util::EventLoop& l, store::Store& s, plugin::R
 EngineCore::~EngineCore() {
   *alive = false;
   if (log_flush_timer) loop.cancel_timer(log_flush_timer);
+  if (retention_timer) loop.cancel_timer(retention_timer);
   // Plugin instances go before the state they point into.
   builds.clear();
   reporters.clear();
@@ -247,7 +244,8 @@ std::string EngineCore::start() {
     const auto& id = builder_ids[i];
     if (!id.ok()) return "cannot register builder '" + b.name + "': " + id.status.message;
     auto slot = std::make_unique<BuilderSlot>();
-    slot->config = &b;
+    slot->owned_config = std::make_shared<const config::BuilderConfig>(b);
+    slot->config = slot->owned_config.get();
     slot->builderid = id.value;
     builders_by_id[id.value] = slot.get();
     builders[b.name] = std::move(slot);
@@ -258,7 +256,8 @@ std::string EngineCore::start() {
     if (!id.ok()) return "cannot register worker '" + w.name + "': " + id.status.message;
     auto slot = std::make_unique<WorkerSlot>();
     slot->name = w.name;
-    slot->config = &w;
+    slot->owned_config = std::make_shared<const config::ComponentConfig>(w);
+    slot->config = slot->owned_config.get();
     slot->workerid = id.value;
     slot->max_builds = w.common.value("max_builds", 1);
     slot->properties = w.common.value("properties", json::object());
@@ -278,81 +277,123 @@ std::string EngineCore::start() {
 
   if (auto error = create_components(); !error.empty()) return error;
   log_flush_timer = loop.start_timer(200, 200, [this] { flush_logs(); });
+  apply_retention();
   schedule_start_builds();
   return {};
 }
 
-std::string EngineCore::create_components() {
-  auto create = [&](const config::ComponentConfig& c, std::unique_ptr<kiln_ctx> ctx,
-                    std::string& error) -> std::unique_ptr<plugin::Instance> {
-    const auto* type = registry.find(c.kind, c.type);
-    if (!type) {
-      error = std::string(plugin::kind_name(c.kind)) + " type '" + c.type + "' is not loaded";
-      return nullptr;
-    }
-    return plugin::Instance::create(*type, std::move(ctx), c.config, error);
-  };
-  auto start_failed = [](const config::ComponentConfig& c, const kiln_error& err) {
-    return std::string(plugin::kind_name(c.kind)) + " '" + c.name + "' failed to start: " +
-           (err.message.empty() ? "status " + std::to_string(err.status) : err.message);
-  };
-  std::string error;
+std::unique_ptr<plugin::Instance> EngineCore::create_instance(const config::ComponentConfig& c,
+                                                              std::unique_ptr<kiln_ctx> ctx,
+                                                              std::string& error) {
+  const auto* type = registry.find(c.kind, c.type);
+  if (!type) {
+    error = std::string(plugin::kind_name(c.kind)) + " type '" + c.type + "' is not loaded";
+    return nullptr;
+  }
+  return plugin::Instance::create(*type, std::move(ctx), c.config, error);
+}
 
+std::string EngineCore::start_component(const config::ComponentConfig& c,
+                                        plugin::Instance& instance) {
+  kiln_error err;
+  kiln_status status = KILN_OK;
+  switch (c.kind) {
+    case KILN_KIND_WORKER:
+      if (const auto* vt = instance.vtable<kiln_worker_vtable>(); KILN_HAS(kiln_worker_vtable, vt, start)) {
+        status = vt->start(instance.handle(), &err);
+      }
+      break;
+    case KILN_KIND_SCHEDULER:
+      if (const auto* vt = instance.vtable<kiln_scheduler_vtable>(); KILN_HAS(kiln_scheduler_vtable, vt, start)) {
+        status = vt->start(instance.handle(), &err);
+      }
+      break;
+    case KILN_KIND_CHANGE_SOURCE:
+      if (const auto* vt = instance.vtable<kiln_change_source_vtable>();
+          KILN_HAS(kiln_change_source_vtable, vt, start)) {
+        status = vt->start(instance.handle(), &err);
+      }
+      break;
+    case KILN_KIND_REPORTER:
+      if (const auto* vt = instance.vtable<kiln_reporter_vtable>(); KILN_HAS(kiln_reporter_vtable, vt, start)) {
+        status = vt->start(instance.handle(), &err);
+      }
+      break;
+    default:
+      break;
+  }
+  if (status == KILN_OK) return {};
+  return std::string(plugin::kind_name(c.kind)) + " '" + c.name + "' failed to start: " +
+         (err.message.empty() ? "status " + std::to_string(err.status) : err.message);
+}
+
+void EngineCore::stop_component(plugin::Instance& instance) {
+  switch (instance.type().kind) {
+    case KILN_KIND_WORKER:
+      if (const auto* vt = instance.vtable<kiln_worker_vtable>(); KILN_HAS(kiln_worker_vtable, vt, stop)) {
+        vt->stop(instance.handle());
+      }
+      break;
+    case KILN_KIND_SCHEDULER:
+      if (const auto* vt = instance.vtable<kiln_scheduler_vtable>(); KILN_HAS(kiln_scheduler_vtable, vt, stop)) {
+        vt->stop(instance.handle());
+      }
+      break;
+    case KILN_KIND_CHANGE_SOURCE:
+      if (const auto* vt = instance.vtable<kiln_change_source_vtable>();
+          KILN_HAS(kiln_change_source_vtable, vt, stop)) {
+        vt->stop(instance.handle());
+      }
+      break;
+    case KILN_KIND_REPORTER:
+      if (const auto* vt = instance.vtable<kiln_reporter_vtable>(); KILN_HAS(kiln_reporter_vtable, vt, stop)) {
+        vt->stop(instance.handle());
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+std::string EngineCore::create_worker(WorkerSlot& slot) {
+  std::string error;
+  auto ctx = std::make_unique<WorkerContext>(*this, slot, slot.config->common);
+  slot.context = ctx.get();
+  slot.instance = create_instance(*slot.config, std::move(ctx), error);
+  if (!slot.instance) slot.context = nullptr;
+  return error;
+}
+
+std::string EngineCore::create_components() {
+  std::string error;
   for (auto& [name, slot] : workers) {
-    auto ctx = std::make_unique<WorkerContext>(*this, *slot, slot->config->common);
-    slot->context = ctx.get();
-    slot->instance = create(*slot->config, std::move(ctx), error);
-    if (!slot->instance) return error;
+    if (error = create_worker(*slot); !error.empty()) return error;
   }
-  for (const auto& c : config.schedulers) {
-    auto instance = create(c, std::make_unique<ComponentContext>(*this, c.kind, c.name, c.common),
-                           error);
-    if (!instance) return error;
-    scheduler_configs[c.name] = &c;
-    schedulers[c.name] = std::move(instance);
-  }
-  for (const auto& c : config.change_sources) {
-    auto instance = create(c, std::make_unique<ComponentContext>(*this, c.kind, c.name, c.common),
-                           error);
-    if (!instance) return error;
-    change_sources.push_back(std::move(instance));
-  }
-  for (const auto& c : config.reporters) {
-    auto instance = create(c, std::make_unique<ComponentContext>(*this, c.kind, c.name, c.common),
-                           error);
-    if (!instance) return error;
-    reporters.push_back(std::move(instance));
+  auto create_all = [&](const std::vector<config::ComponentConfig>& configs,
+                        std::map<std::string, ComponentSlot>& into) {
+    for (const auto& c : configs) {
+      ComponentSlot slot{std::make_shared<const config::ComponentConfig>(c), nullptr};
+      slot.instance = create_instance(
+          c, std::make_unique<ComponentContext>(*this, c.kind, c.name, c.common), error);
+      if (!slot.instance) return false;
+      into[c.name] = std::move(slot);
+    }
+    return true;
+  };
+  if (!create_all(config.schedulers, schedulers) ||
+      !create_all(config.change_sources, change_sources) ||
+      !create_all(config.reporters, reporters)) {
+    return error;
   }
 
   // Started in dependency order: workers first, so that schedulers firing at
   // once find them; reporters before sources so no event is missed.
   for (auto& [name, slot] : workers) {
-    kiln_error err;
-    const auto* vt = slot->instance->vtable<kiln_worker_vtable>();
-    if (KILN_HAS(kiln_worker_vtable, vt, start) &&
-        vt->start(slot->instance->handle(), &err) != KILN_OK) {
-      return start_failed(*slot->config, err);
-    }
+    if (auto e = start_component(*slot->config, *slot->instance); !e.empty()) return e;
   }
-  for (auto& r : reporters) {
-    kiln_error err;
-    const auto* vt = r->vtable<kiln_reporter_vtable>();
-    if (KILN_HAS(kiln_reporter_vtable, vt, start) && vt->start(r->handle(), &err) != KILN_OK) {
-      return "reporter '" + r->type().type_name + "' failed to start: " + err.message;
-    }
-  }
-  for (auto& [name, s] : schedulers) {
-    kiln_error err;
-    const auto* vt = s->vtable<kiln_scheduler_vtable>();
-    if (KILN_HAS(kiln_scheduler_vtable, vt, start) && vt->start(s->handle(), &err) != KILN_OK) {
-      return start_failed(*scheduler_configs[name], err);
-    }
-  }
-  for (auto& cs : change_sources) {
-    kiln_error err;
-    const auto* vt = cs->vtable<kiln_change_source_vtable>();
-    if (KILN_HAS(kiln_change_source_vtable, vt, start) && vt->start(cs->handle(), &err) != KILN_OK) {
-      return "change source '" + cs->type().type_name + "' failed to start: " + err.message;
+  for (auto* group : {&reporters, &schedulers, &change_sources}) {
+    for (auto& [name, slot] : *group) {
+      if (auto e = start_component(*slot.config, *slot.instance); !e.empty()) return e;
     }
   }
   return {};
@@ -384,9 +425,9 @@ void EngineCore::add_change(const json& change, DataDone done) {
                     publish("changes/" + std::to_string(changeid) + "/new", change_json);
                     const std::string text = change_json.dump();
                     for (auto& [name, s] : schedulers) {
-                      const auto* vt = s->vtable<kiln_scheduler_vtable>();
+                      const auto* vt = s.instance->vtable<kiln_scheduler_vtable>();
                       if (KILN_HAS(kiln_scheduler_vtable, vt, on_change)) {
-                        vt->on_change(s->handle(), to_c(text));
+                        vt->on_change(s.instance->handle(), to_c(text));
                       }
                     }
                     done(KILN_OK, json{{"changeid", changeid}});
@@ -414,7 +455,7 @@ void EngineCore::add_buildset(const json& request, const std::string& default_so
   for (const auto& b : request.value("builders", json::array())) {
     if (!b.is_string()) continue;
     auto it = builders.find(b.get<std::string>());
-    if (it == builders.end()) {
+    if (it == builders.end() || it->second->removed) {
       done(KILN_ERR_NOT_FOUND, error_value("no builder named '" + b.get<std::string>() + "'"));
       return;
     }
@@ -473,7 +514,11 @@ void EngineCore::add_buildset(const json& request, const std::string& default_so
     }
     json brids = json::object();
     for (const auto& [builderid, brid] : r.value.brids) {
-      BuilderSlot* builder = builders_by_id[builderid];
+      auto slot = builders_by_id.find(builderid);
+      // A reconfig may have removed the builder meanwhile: the request waits
+      // in the store for its return.
+      if (slot == builders_by_id.end() || slot->second->removed) continue;
+      BuilderSlot* builder = slot->second;
       brids[builder->config->name] = brid;
       PendingRequest pr{brid, r.value.bsid, priority, submitted};
       auto pos = std::find_if(builder->pending.begin(), builder->pending.end(),
@@ -819,7 +864,10 @@ void EngineCore::finish_build(Build& build) {
                      }));
   if (results == KILN_RETRY) {
     store.unclaim_requests(build.brids, [](store::Status) {});
-    for (auto brid : build.brids) build.builder->pending.push_front({brid, build.bsid, 0, 0});
+    // A builder a reconfig removed leaves them in the store for its return.
+    if (!build.builder->removed) {
+      for (auto brid : build.brids) build.builder->pending.push_front({brid, build.bsid, 0, 0});
+    }
   } else {
     const int64_t bsid = build.bsid;
     store.complete_requests(build.brids, results, now,
@@ -830,10 +878,14 @@ void EngineCore::finish_build(Build& build) {
   spdlog::info("build {} #{} finished: {}", build.builder->config->name, build.number,
                result_name(results));
   build.builder->last = json{{"number", build.number}, {"results", results}, {"complete_at", now}};
-  build.builder->running.erase(&build);
-  build.worker->builds.erase(&build);
+  BuilderSlot& builder = *build.builder;
+  WorkerSlot& worker = *build.worker;
+  builder.running.erase(&build);
+  worker.builds.erase(&build);
   builds_by_id.erase(build.buildid);
   builds.erase(&build);
+  if (worker.builds.empty() && (worker.removed || worker.replacement)) after_worker_idle(worker);
+  if (builder.running.empty() && builder.removed) after_builder_idle(builder);
   schedule_start_builds();
 }
 
@@ -1167,7 +1219,7 @@ void EngineCore::control(std::string_view path, std::string_view action, const j
         done(KILN_ERR_NOT_FOUND, error_value("no scheduler named '" + id + "'"));
         return;
       }
-      target = it->second.get();
+      target = it->second.instance.get();
     } else {
       std::string wanted;
       if (args.contains("builderNames") && args["builderNames"].is_array() &&
@@ -1175,11 +1227,11 @@ void EngineCore::control(std::string_view path, std::string_view action, const j
         wanted = args["builderNames"][0].get<std::string>();
       }
       for (auto& [name, s] : schedulers) {
-        if (s->type().type_name != "force") continue;
-        const json builders_list = scheduler_configs[name]->common.value("builders", json::array());
+        if (s.instance->type().type_name != "force") continue;
+        const json builders_list = s.config->common.value("builders", json::array());
         if (wanted.empty() ||
             std::find(builders_list.begin(), builders_list.end(), wanted) != builders_list.end()) {
-          target = s.get();
+          target = s.instance.get();
           break;
         }
       }
@@ -1199,7 +1251,7 @@ void EngineCore::control(std::string_view path, std::string_view action, const j
       done(KILN_ERR_NOT_FOUND, error_value("no scheduler named '" + id + "'"));
       return;
     }
-    call_scheduler_control(*it->second, action, args, std::move(done));
+    call_scheduler_control(*it->second.instance, action, args, std::move(done));
     return;
   }
   if (collection == "builds" && numeric()) {

@@ -48,8 +48,12 @@ class Engine final : public ControlTarget {
   void stop(std::function<void()> done);
 
   // Applies a new, already checked configuration: unchanged components keep
-  // running; running builds are never disturbed.
-  std::string reconfigure(config::MasterConfig config);
+  // running, changed ones restart, added and removed builders and workers
+  // take effect; running builds are never disturbed (a busy worker or
+  // builder that changed or went away follows when its builds end).
+  // done gets {"ok": bool, "errors": [...], "changes": [...]}; when not ok
+  // nothing changed.
+  void reconfigure(config::MasterConfig config, std::function<void(nlohmann::json)> done);
 
   DataApi& data() { return data_; }
   EventBus& events() { return events_; }

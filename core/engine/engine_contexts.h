@@ -37,6 +37,10 @@ class ComponentContext : public plugin::InstanceContext {
                         uint64_t& sub_id) override;
   kiln_status unsubscribe(uint64_t sub_id) override;
 
+  // A reconfig that changed only core-owned keys (a worker's max_builds or
+  // properties) updates them in place.
+  void set_common(nlohmann::json common) { common_ = std::move(common); }
+
  protected:
   void context_facts(nlohmann::json& facts) const override;
   // done, wrapped so it never runs after this context is destroyed.

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,6 +35,14 @@ struct Build;
 
 using nlohmann::json;
 
+// Runs fn only while the engine exists (store answers may arrive late).
+template <class F>
+auto guarded(const std::shared_ptr<bool>& alive, F fn) {
+  return [weak = std::weak_ptr<bool>(alive), fn = std::move(fn)](auto&&... args) mutable {
+    if (weak.lock()) fn(std::forward<decltype(args)>(args)...);
+  };
+}
+
 // Plugin state kept in the store (object_state).
 class StoreStateBackend final : public plugin::StateBackend {
  public:
@@ -47,7 +56,10 @@ class StoreStateBackend final : public plugin::StateBackend {
 
 struct WorkerSlot {
   std::string name;
-  const config::ComponentConfig* config = nullptr;
+  // The slot owns its configuration so that a reconfig can replace the
+  // master's config while builds still run on the old one.
+  std::shared_ptr<const config::ComponentConfig> owned_config;
+  const config::ComponentConfig* config = nullptr;  // owned_config.get()
   int64_t workerid = 0;
   int max_builds = 1;
   nlohmann::json properties = nlohmann::json::object();
@@ -56,6 +68,10 @@ struct WorkerSlot {
   bool connected = false;
   nlohmann::json info = nlohmann::json::object();
   std::set<Build*> builds;
+  // Reconfig of a busy worker waits for its builds: then the instance is
+  // re-created with `replacement`, or the slot goes away when `removed`.
+  std::shared_ptr<const config::ComponentConfig> replacement;
+  bool removed = false;
 };
 
 struct PendingRequest {
@@ -66,11 +82,19 @@ struct PendingRequest {
 };
 
 struct BuilderSlot {
-  const config::BuilderConfig* config = nullptr;
+  std::shared_ptr<const config::BuilderConfig> owned_config;  // see WorkerSlot
+  const config::BuilderConfig* config = nullptr;              // owned_config.get()
   int64_t builderid = 0;
   std::deque<PendingRequest> pending;  // priority, then oldest first
   std::set<Build*> running;
   std::optional<json> last;  // {"number", "results", "complete_at"}
+  bool removed = false;      // by a reconfig; goes when its builds end
+};
+
+// A scheduler, change source or reporter, by its configured name.
+struct ComponentSlot {
+  std::shared_ptr<const config::ComponentConfig> config;
+  std::unique_ptr<plugin::Instance> instance;
 };
 
 // One remote command a step started, while it runs.
@@ -135,6 +159,15 @@ struct Build {
   std::string current_step_name;
 };
 
+// What a reconfig needs from the store before it changes anything.
+struct ReconfigPlan {
+  config::MasterConfig next;
+  std::map<std::string, int64_t> builder_ids;  // builders (re)registered
+  std::map<std::string, int64_t> worker_ids;   // workers new to this run
+  std::map<int64_t, std::vector<PendingRequest>> pending;  // their queues
+  std::vector<std::string> errors;
+};
+
 struct EngineCore {
   EngineCore(Engine& engine, util::EventLoop& loop, store::Store& store,
              plugin::Registry& registry, config::MasterConfig config, int64_t masterid);
@@ -143,6 +176,25 @@ struct EngineCore {
   // --- start-up -------------------------------------------------------
   std::string start();
   std::string create_components();
+  // --- reconfiguration (reconfigure.cpp) ----------------------------------
+  void reconfigure(config::MasterConfig next, std::function<void(json)> done);
+  void apply_reconfig(ReconfigPlan& plan, std::function<void(json)> done);
+  void replace_worker(WorkerSlot& worker, std::shared_ptr<const config::ComponentConfig> next);
+  void reconcile_components(const std::vector<config::ComponentConfig>& configs,
+                            std::map<std::string, ComponentSlot>& running, json& changes,
+                            std::vector<std::string>& errors);
+  // Creates a component's instance; nullptr and `error` when it cannot.
+  std::unique_ptr<plugin::Instance> create_instance(const config::ComponentConfig& c,
+                                                    std::unique_ptr<kiln_ctx> ctx,
+                                                    std::string& error);
+  std::string start_component(const config::ComponentConfig& c, plugin::Instance& instance);
+  static void stop_component(plugin::Instance& instance);
+  std::string create_worker(WorkerSlot& slot);
+  // A worker or builder a reconfig changed or removed while busy.
+  void after_worker_idle(WorkerSlot& worker);
+  void after_builder_idle(BuilderSlot& builder);
+  // --- retention (reconfigure.cpp) ----------------------------------------
+  void apply_retention();
 
   // --- changes and buildsets -------------------------------------------
   void add_change(const json& change, DataDone done);
@@ -200,10 +252,9 @@ struct EngineCore {
   std::map<std::string, std::unique_ptr<WorkerSlot>> workers;
   std::map<std::string, std::unique_ptr<BuilderSlot>> builders;
   std::map<int64_t, BuilderSlot*> builders_by_id;
-  std::vector<std::unique_ptr<plugin::Instance>> change_sources;
-  std::map<std::string, std::unique_ptr<plugin::Instance>> schedulers;
-  std::map<std::string, const config::ComponentConfig*> scheduler_configs;
-  std::vector<std::unique_ptr<plugin::Instance>> reporters;
+  std::map<std::string, ComponentSlot> change_sources;
+  std::map<std::string, ComponentSlot> schedulers;
+  std::map<std::string, ComponentSlot> reporters;
   std::map<Build*, std::unique_ptr<Build>> builds;  // starting and running
   std::map<int64_t, Build*> builds_by_id;
   std::map<uint64_t, RunningCommand> commands;
@@ -211,6 +262,9 @@ struct EngineCore {
   bool start_builds_scheduled = false;
   bool stopping = false;
   uint64_t log_flush_timer = 0;
+  uint64_t retention_timer = 0;
+  bool retention_running = false;
+  std::shared_ptr<std::function<void()>> retention_chain;  // the batch in flight
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 };
 

@@ -59,7 +59,14 @@ void Master::run() {
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         if (signo == SIGHUP) {
-          spdlog::warn("SIGHUP: reconfiguration arrives with the build engine; ignoring");
+          spdlog::info("SIGHUP: reconfiguring from {}", master_yaml_path(loaded_.config.basedir).string());
+          reconfigure([](const nlohmann::json& answer) {
+            for (const auto& e : answer.value("errors", nlohmann::json::array())) {
+              spdlog::error("reconfig: {}", e.get<std::string>());
+            }
+            spdlog::log(answer.value("ok", false) ? spdlog::level::info : spdlog::level::err,
+                        "reconfig {}", answer.value("ok", false) ? "done" : "failed");
+          });
           signals.async_wait(on_signal);
           return;
         }
@@ -90,11 +97,53 @@ void Master::handle_control(const nlohmann::json& request, ControlReply reply) {
   } else if (op == "status") {
     reply(engine_->status());
   } else if (op == "reconfig") {
-    reply(json{{"ok", false}, {"errors", {engine_->reconfigure(loaded_.config)}}});
+    reconfigure([reply](json answer) { reply(std::move(answer)); });
   } else {
     reply(json{{"error", "unknown request '" + op +
                              "' (expected data_get, control, change_add, status, reconfig)"}});
   }
+}
+
+void Master::reconfigure(std::function<void(nlohmann::json)> done) {
+  using nlohmann::json;
+  auto fail = [](std::vector<std::string> errors) {
+    return json{{"ok", false}, {"errors", std::move(errors)}, {"changes", json::array()}};
+  };
+  if (!engine_) return done(fail({"the master is not running"}));
+  if (reconfiguring_) return done(fail({"a reconfig is already in progress; try again"}));
+  reconfiguring_ = true;
+  if (config_reader_.joinable()) config_reader_.join();
+  auto finish = [this, done = std::move(done)](json answer) {
+    reconfiguring_ = false;
+    done(std::move(answer));
+  };
+  // YAML parsing of a big master takes long enough to matter to the loop;
+  // plugins and checks stay on the loop, where the registry lives.
+  config_reader_ = std::thread([this, fail, finish = std::move(finish),
+                                path = master_yaml_path(loaded_.config.basedir)]() mutable {
+    auto read = std::make_shared<config::ReadResult>(config::read_config_document(path));
+    loop_.post([this, read, finish = std::move(finish), fail]() mutable {
+      std::vector<std::string> errors;
+      for (const auto& d : read->errors) errors.push_back(d.to_string());
+      if (!read->document) return finish(fail(std::move(errors)));
+      std::vector<std::filesystem::path> searched;
+      for (const auto& e : load_plugins(*loaded_.registry, config::plugin_paths_of(*read->document),
+                                        searched)) {
+        errors.push_back(e.to_string());
+      }
+      if (!errors.empty()) return finish(fail(std::move(errors)));
+      auto checked = config::check_master_config(*read->document, *loaded_.registry);
+      for (const auto& d : checked.errors) errors.push_back(d.to_string());
+      if (!checked.config) return finish(fail(std::move(errors)));
+      auto next = std::make_shared<config::MasterConfig>(std::move(*checked.config));
+      engine_->reconfigure(*next, [this, next, finish = std::move(finish)](json answer) mutable {
+        if (answer.value("ok", false) || !answer.value("changes", json::array()).empty()) {
+          loaded_.config = std::move(*next);
+        }
+        finish(std::move(answer));
+      });
+    });
+  });
 }
 
 void Master::stop() {
@@ -107,6 +156,7 @@ void Master::stop() {
 }
 
 Master::~Master() {
+  if (config_reader_.joinable()) config_reader_.join();
   control_.reset();
   engine_.reset();
   if (store_ && masterid_ != 0) {

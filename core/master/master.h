@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <thread>
 #include <string>
 
 namespace kiln::store {
@@ -31,6 +32,12 @@ class Master {
   void run();
   void stop();
 
+  // Reads master.yaml again (off the loop), loads plugins from folders it
+  // adds, checks it, and hands it to the engine. done gets
+  // {"ok", "errors": [...], "changes": [...]}; a config that fails its
+  // checks changes nothing. One reconfig at a time.
+  void reconfigure(std::function<void(nlohmann::json)> done);
+
   util::EventLoop& loop() { return loop_; }
   engine::Engine* engine() { return engine_.get(); }
   const config::MasterConfig& config() const { return loaded_.config; }
@@ -42,6 +49,8 @@ class Master {
   int64_t masterid_ = 0;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<ControlServer> control_;
+  bool reconfiguring_ = false;
+  std::thread config_reader_;
 
   // One request from the control socket (kiln data, force, status, ...).
   void handle_control(const nlohmann::json& request, ControlReply reply);

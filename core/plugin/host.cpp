@@ -676,6 +676,26 @@ std::unique_ptr<Instance> Instance::create(const ComponentType& type,
   return instance;
 }
 
+bool Instance::reconfigure(const nlohmann::json& config, std::string& error) {
+  if (!created_ || !KILN_HAS(kiln_component_desc, &type_->desc, reconfigure) ||
+      type_->desc.reconfigure == nullptr) {
+    return false;
+  }
+  const std::string text = config.dump();
+  kiln_error err;
+  kiln_status status;
+  try {
+    status = type_->desc.reconfigure(instance_, to_c(text), &err);
+  } catch (...) {
+    status = KILN_ERR_INTERNAL;
+    err.message = "reconfigure threw an exception";
+  }
+  if (status == KILN_OK) return true;
+  error = "reconfigure of " + std::string(kind_name(type_->kind)) + " '" + type_->type_name +
+          "' failed: " + (err.message.empty() ? "status " + std::to_string(status) : err.message);
+  return false;
+}
+
 Instance::~Instance() {
   if (created_) {
     try {

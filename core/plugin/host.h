@@ -216,6 +216,10 @@ class Instance {
 
   const ComponentType& type() const { return *type_; }
   kiln_ctx& context() { return *context_; }
+  // Applies a changed config in place through the component's optional
+  // `reconfigure`. False when the plugin has none (error stays empty) or
+  // refused (error says why): the caller then re-creates the instance.
+  bool reconfigure(const nlohmann::json& config, std::string& error);
   void* handle() const { return instance_; }
   // The kind's vtable (host copy), or nullptr when T does not match the kind.
   template <typename T>
