@@ -266,7 +266,7 @@ void EngineCore::apply_reconfig(ReconfigPlan& plan, std::function<void(json)> do
   reconcile_components(next.change_sources, change_sources, changes, errors);
 
   config = std::move(next);
-  if (retention_timer == 0) apply_retention();
+  apply_retention();  // horizons may have changed
   schedule_start_builds();
   // Components that failed to start are reported, but the rest of the new
   // configuration is in place: the master runs it, as `kiln start` would.

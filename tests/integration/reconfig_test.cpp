@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -182,6 +183,44 @@ TEST_CASE("restart refuses a broken configuration and leaves the running master 
   CHECK(*master.pid() != first);
   CHECK(wait_until([&] { return process_gone(first); }));
   CHECK(process_alive(*master.pid()));
+}
+
+}  // namespace
+}  // namespace kiln::integration
+
+namespace kiln::integration {
+namespace {
+
+TEST_CASE("retention deletes builds older than a builder's build_horizon_days and keeps others") {
+  MasterDir master;
+  const std::string base = R"yaml(
+workers:
+  - {name: w1, type: local}
+schedulers:
+  - {name: force, type: force, builders: [kept, pruned]}
+builders:
+  - name: kept
+    workers: [w1]
+    steps:
+      - {type: shell, name: s, command: "echo kept"}
+  - name: pruned
+    workers: [w1]
+)yaml";
+  master.write_config(base + "    steps:\n      - {type: shell, name: s, command: \"echo pruned\"}\n");
+  REQUIRE(master.start().exit_code == 0);
+  for (const char* builder : {"kept", "pruned"}) {
+    REQUIRE(run_kiln({"force", master.str(), builder}).exit_code == 0);
+    REQUIRE(complete_build(master, builder, 1));
+  }
+  // Horizons count whole seconds: let the builds be in the past.
+  std::this_thread::sleep_for(1100ms);
+  master.write_config(base + "    build_horizon_days: 0\n"
+                             "    steps:\n      - {type: shell, name: s, command: \"echo pruned\"}\n");
+  RunResult reconfig = run_kiln({"reconfig", master.str()});
+  INFO(reconfig.describe());
+  REQUIRE(reconfig.exit_code == 0);
+  CHECK(master.wait_for_data("builders/pruned/builds", [](const json& b) { return b.empty(); }));
+  CHECK(master.data("builders/kept/builds").size() == 1);
 }
 
 }  // namespace
