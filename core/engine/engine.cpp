@@ -60,6 +60,46 @@ std::optional<std::string> json_string(const json& j, const char* key) {
   return std::nullopt;
 }
 
+// Why a change cannot be stored, naming the field; empty when it can.
+std::string change_problem(const json& change) {
+  for (const char* key : {"author", "who", "committer", "comments", "project", "repository",
+                          "codebase", "revision", "branch", "category", "revlink"}) {
+    if (change.contains(key) && !change[key].is_string() && !change[key].is_null()) {
+      return std::string("change field '") + key + "' must be a string, not " +
+             change[key].type_name();
+    }
+  }
+  if (change.contains("files")) {
+    const json& files = change["files"];
+    if (!files.is_array()) return "change field 'files' must be a list of paths";
+    for (size_t i = 0; i < files.size(); ++i) {
+      if (!files[i].is_string()) {
+        return "change field 'files[" + std::to_string(i) + "]' must be a string";
+      }
+    }
+  }
+  if (change.contains("properties")) {
+    if (!change["properties"].is_object()) return "change field 'properties' must be an object";
+    for (const auto& [name, value] : change["properties"].items()) {
+      if (auto problem = property_name_problem(name); !problem.empty()) {
+        return "change field 'properties': " + problem;
+      }
+    }
+  }
+  for (const char* key : {"when_timestamp", "when"}) {
+    if (change.contains(key) && !change[key].is_null() &&
+        !(change[key].is_number_integer() ||
+          (change[key].is_number_float() && change[key].get<double>() >= 0 &&
+           change[key].get<double>() < 1e12))) {
+      return std::string("change field '") + key + "' must be a Unix timestamp (seconds)";
+    }
+    if (change.contains(key) && change[key].is_number_integer() && change[key].get<int64_t>() < 0) {
+      return std::string("change field '") + key + "' must not be negative";
+    }
+  }
+  return {};
+}
+
 store::ChangeRecord change_record(const json& change, int64_t now) {
   store::ChangeRecord c;
   c.author = json_string(change, "author").value_or(json_string(change, "who").value_or(""));
@@ -79,9 +119,12 @@ store::ChangeRecord change_record(const json& change, int64_t now) {
   for (const auto& [name, value] : change_properties.items()) {
     c.properties[name] = json::array({value, "Change"});
   }
-  c.when_timestamp = change.contains("when_timestamp") && change["when_timestamp"].is_number()
-                         ? change["when_timestamp"].get<int64_t>()
-                         : now;
+  c.when_timestamp = now;
+  for (const char* key : {"when", "when_timestamp"}) {
+    if (change.contains(key) && change[key].is_number()) {
+      c.when_timestamp = static_cast<int64_t>(change[key].get<double>());
+    }
+  }
   return c;
 }
 
@@ -407,6 +450,10 @@ void EngineCore::add_change(const json& change, DataDone done) {
     done(KILN_ERR_INVALID_ARGUMENT, error_value("a change must be a JSON object"));
     return;
   }
+  if (auto problem = change_problem(change); !problem.empty()) {
+    done(KILN_ERR_INVALID_ARGUMENT, error_value(problem));
+    return;
+  }
   store::ChangeRecord record = change_record(change, static_cast<int64_t>(now_s()));
   auto after_user = [this, record, done](std::optional<int64_t> uid) mutable {
     if (uid) record.uids.push_back(*uid);
@@ -470,6 +517,16 @@ void EngineCore::add_buildset(const json& request, const std::string& default_so
   bs.external_idstring = json_string(request, "external_idstring");
   const std::string source = json_string(request, "properties_source").value_or(default_source);
   const json request_properties = request.value("properties", json::object());
+  if (!request_properties.is_object()) {
+    done(KILN_ERR_INVALID_ARGUMENT, error_value("buildset properties must be a JSON object"));
+    return;
+  }
+  for (const auto& [name, value] : request_properties.items()) {
+    if (auto problem = property_name_problem(name); !problem.empty()) {
+      done(KILN_ERR_INVALID_ARGUMENT, error_value(problem));
+      return;
+    }
+  }
   for (const auto& [name, value] : request_properties.items()) {
     bs.properties[name] = json::array({value, source});
   }

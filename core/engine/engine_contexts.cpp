@@ -239,7 +239,10 @@ kiln_status StepContext::property_get(std::string_view name, std::string& out) {
 
 kiln_status StepContext::property_set(std::string_view name, std::string_view value_json,
                                       std::string_view source) {
-  if (name.empty()) return KILN_ERR_INVALID_ARGUMENT;
+  if (auto problem = property_name_problem(name); !problem.empty()) {
+    log(KILN_LOG_WARN, problem);
+    return KILN_ERR_INVALID_ARGUMENT;
+  }
   auto value = parse(value_json);
   if (!value) return KILN_ERR_INVALID_ARGUMENT;
   core_.set_build_property(run_.build, std::string(name), std::move(*value),

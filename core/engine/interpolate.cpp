@@ -1,5 +1,7 @@
 #include "engine/interpolate.h"
 
+#include <cctype>
+
 namespace kiln::engine {
 
 namespace {
@@ -190,6 +192,21 @@ bool render_json(json& value, const InterpolateScope& scope, std::string& error)
     }
   }
   return true;
+}
+
+std::string property_name_problem(std::string_view name) {
+  if (name.empty()) return "a property name cannot be empty";
+  if (name.size() > 200) return "property name longer than 200 characters";
+  for (unsigned char c : name) {
+    if (std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '/' || c == '~' || c == ':') {
+      continue;
+    }
+    std::string shown = c < 0x20 || c >= 0x7f ? "byte " + std::to_string(c)
+                                              : "'" + std::string(1, static_cast<char>(c)) + "'";
+    return "property name '" + std::string(name) + "' contains " + shown +
+           " (allowed: letters, digits, _ . - / ~ :)";
+  }
+  return {};
 }
 
 }  // namespace kiln::engine

@@ -42,6 +42,11 @@ std::optional<std::string> render_interpolate(std::string_view text, const Inter
 // `error` naming the JSON path on the first failure.
 bool render_json(nlohmann::json& value, const InterpolateScope& scope, std::string& error);
 
+// Property names are what %(prop:NAME)s can reach: letters, digits and
+// _ . - / ~ : (Buildbot's force scheduler rule), 1 to 200 characters.
+// Returns the reason a name is refused, empty when it is fine.
+std::string property_name_problem(std::string_view name);
+
 // Python's str() of a JSON value, as Buildbot renders properties:
 // strings as is, true -> "True", null -> "None", numbers as written.
 std::string property_text(const nlohmann::json& value);

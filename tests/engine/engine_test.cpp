@@ -276,3 +276,54 @@ builders:
   CHECK(kiln::testing::read_file(dest / "a.txt") == "one\n");
   CHECK(kiln::testing::read_file(dest / "b.txt") == "two\n");
 }
+
+TEST_CASE("malformed changes and odd property names are refused naming the field, and nothing is stored") {
+  EngineFixture f(kTwoStepMaster);
+  REQUIRE(f.start().empty());
+  auto add_change = [&](const json& change) {
+    std::pair<kiln_status, json> answer{KILN_OK, nullptr};
+    bool done = false;
+    f.engine().add_change(change, [&](kiln_status s, json v) {
+      answer = {s, std::move(v)};
+      done = true;
+    });
+    REQUIRE(f.run_until([&] { return done; }));
+    return answer;
+  };
+  const std::vector<std::pair<json, std::string>> bad = {
+      {json{{"who", "a"}, {"files", "not-a-list"}}, "'files' must be a list"},
+      {json{{"who", "a"}, {"files", {"ok", 3}}}, "'files[1]' must be a string"},
+      {json{{"who", 42}}, "'who' must be a string"},
+      {json{{"who", "a"}, {"when_timestamp", "yesterday"}}, "'when_timestamp' must be a Unix"},
+      {json{{"who", "a"}, {"properties", {{"bad name)s", 1}}}}, "contains ' '"},
+      {json{{"who", "a"}, {"properties", {{"", 1}}}}, "cannot be empty"},
+  };
+  for (const auto& [change, message] : bad) {
+    auto [status, value] = add_change(change);
+    INFO(change.dump() << " -> " << value.dump());
+    CHECK(status == KILN_ERR_INVALID_ARGUMENT);
+    CHECK_THAT(value.value("error", std::string()), Catch::Contains(message));
+  }
+  CHECK(f.get("changes").empty());
+
+  auto [status, value] = add_change(json{{"who", "Ann <ann@example.org>"},
+                                         {"files", {"a.c"}},
+                                         {"properties", {{"ok.name-1/x:y~z", 1}}},
+                                         {"when", 1700000000}});
+  INFO(value.dump());
+  REQUIRE(status == KILN_OK);
+  auto changes = f.get("changes");
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0]["when_timestamp"] == 1700000000);
+
+  bool refused = false;
+  f.engine().add_buildset(json{{"builders", {"hello"}}, {"properties", {{"%(prop:x)s", 1}}}},
+                          [&](kiln_status s, json v) {
+                            CHECK(s == KILN_ERR_INVALID_ARGUMENT);
+                            CHECK_THAT(v.value("error", std::string()),
+                                       Catch::Contains("property name '%(prop:x)s'"));
+                            refused = true;
+                          });
+  REQUIRE(f.run_until([&] { return refused; }));
+  CHECK(f.get("buildsets").empty());
+}
