@@ -422,8 +422,11 @@ std::string format_status(const json& status, int64_t now) {
     if (const auto max = w.value("max_builds", json()); max.is_number()) {
       builds += "/" + max.dump();
     }
-    workers.push_back(
-        {text_of(w.value("name", json())), w.value("connected", false) ? "yes" : "no", builds});
+    std::string connected = w.value("connected", false) ? "yes" : "no";
+    if (const auto problem = w.value("problem", json()); problem.is_string()) {
+      connected += " (" + problem.get<std::string>() + ")";
+    }
+    workers.push_back({text_of(w.value("name", json())), connected, builds});
   }
   std::string out = builders.size() > 1 ? table(builders) : "no builders\n";
   out += "\n";

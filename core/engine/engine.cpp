@@ -432,7 +432,13 @@ std::string EngineCore::create_components() {
   // Started in dependency order: workers first, so that schedulers firing at
   // once find them; reporters before sources so no event is missed.
   for (auto& [name, slot] : workers) {
-    if (auto e = start_component(*slot->config, *slot->instance); !e.empty()) return e;
+    // One broken worker (a basedir that cannot be created, a port in use)
+    // must not keep the master and the other workers down.
+    if (auto e = start_component(*slot->config, *slot->instance); !e.empty()) {
+      slot->problem = e;
+      spdlog::error("{}; builds for it wait until it starts: fix the cause, then `kiln "
+                    "reconfig`", e);
+    }
   }
   for (auto* group : {&reporters, &schedulers, &change_sources}) {
     for (auto& [name, slot] : *group) {
@@ -1383,7 +1389,8 @@ json EngineCore::status() const {
     out["workers"].push_back({{"name", name},
                               {"connected", w->connected},
                               {"running", w->builds.size()},
-                              {"max_builds", w->max_builds}});
+                              {"max_builds", w->max_builds},
+                              {"problem", w->problem.empty() ? json() : json(w->problem)}});
   }
   return out;
 }

@@ -72,6 +72,7 @@ struct WorkerSlot {
   // re-created with `replacement`, or the slot goes away when `removed`.
   std::shared_ptr<const config::ComponentConfig> replacement;
   bool removed = false;
+  std::string problem;  // why it failed to start; a reconfig retries it
 };
 
 struct PendingRequest {

@@ -215,15 +215,16 @@ void EngineCore::apply_reconfig(ReconfigPlan& plan, std::function<void(json)> do
       workers[w.name] = std::move(slot);
       if (auto error = create_worker(added); !error.empty()) {
         errors.push_back(error);
-      } else if (auto failed = start_component(*added.config, *added.instance); !failed.empty()) {
-        errors.push_back(failed);
+      } else if (added.problem = start_component(*added.config, *added.instance);
+                 !added.problem.empty()) {
+        errors.push_back(added.problem);
       }
       note("worker '" + w.name + "' added");
       continue;
     }
     WorkerSlot& slot = *it->second;
     slot.removed = false;
-    if (same_component(*slot.config, w)) {
+    if (same_component(*slot.config, w) && slot.problem.empty()) {
       slot.replacement.reset();
       continue;
     }
@@ -343,9 +344,8 @@ void EngineCore::replace_worker(WorkerSlot& worker,
     spdlog::error("reconfig: worker '{}': {}", worker.name, error);
     return;
   }
-  if (auto failed = start_component(*worker.config, *worker.instance); !failed.empty()) {
-    spdlog::error("reconfig: {}", failed);
-  }
+  worker.problem = start_component(*worker.config, *worker.instance);
+  if (!worker.problem.empty()) spdlog::error("reconfig: {}", worker.problem);
 }
 
 void EngineCore::after_worker_idle(WorkerSlot& worker) {

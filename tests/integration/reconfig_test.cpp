@@ -225,3 +225,37 @@ builders:
 
 }  // namespace
 }  // namespace kiln::integration
+
+namespace kiln::integration {
+namespace {
+
+TEST_CASE("a worker whose basedir cannot be created is reported, the master runs, and a reconfig "
+          "with a fixed basedir brings it up") {
+  MasterDir master;
+  // A regular file where the worker's folder should be.
+  std::ofstream(master.file("blocker")) << "not a folder";
+  std::string yaml = one_builder_config("b", "[\"true\"]");
+  const std::string worker = "  - {name: w1, type: local, max_builds: 2}\n";
+  std::string broken = yaml;
+  broken.replace(broken.find(worker), worker.size(),
+                 "  - {name: w1, type: local, max_builds: 2, basedir: blocker/w1}\n");
+  master.write_config(broken);
+  RunResult started = master.start();
+  INFO(started.describe());
+  REQUIRE(started.exit_code == 0);
+  RunResult status = run_kiln({"status", master.str()});
+  INFO(status.describe());
+  CHECK_THAT(status.out, Catch::Contains("cannot create basedir"));
+
+  REQUIRE(run_kiln({"force", master.str(), "b"}).exit_code == 0);
+  master.write_config(yaml);
+  RunResult reconfig = run_kiln({"reconfig", master.str()});
+  INFO(reconfig.describe());
+  REQUIRE(reconfig.exit_code == 0);
+  auto build = complete_build(master, "b", 1);
+  REQUIRE(build);
+  CHECK(build->value("results", -1) == 0);
+}
+
+}  // namespace
+}  // namespace kiln::integration
