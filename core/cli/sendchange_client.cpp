@@ -1,0 +1,97 @@
+#include "cli/sendchange_client.h"
+
+#include "cli/control_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace kiln::cli {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = boost::asio::ip::tcp;
+
+std::string base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
+HttpAnswer post_change(const std::string& master, const std::string& auth,
+                       const nlohmann::json& change, std::chrono::milliseconds timeout) {
+  const auto colon = master.rfind(':');
+  std::string host = master.substr(0, colon);
+  const std::string port = master.substr(colon + 1);
+  // [::1]:9989
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+
+  boost::asio::io_context io;
+  tcp::resolver resolver(io);
+  boost::system::error_code ec;
+  auto endpoints = resolver.resolve(host, port, ec);
+  if (ec) throw ControlError("cannot resolve " + master + ": " + ec.message());
+
+  http::request<http::string_body> request{http::verb::post, "/change", 11};
+  request.set(http::field::host, host);
+  request.set(http::field::user_agent, "kiln-sendchange/" KILN_VERSION);
+  request.set(http::field::content_type, "application/json");
+  request.set(http::field::authorization, "Basic " + base64(auth));
+  request.body() = change.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  request.prepare_payload();
+
+  // One deadline for the whole exchange, enforced by the stream.
+  beast::tcp_stream stream(io);
+  stream.expires_after(timeout);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  boost::system::error_code result;
+  stream.async_connect(endpoints, [&](const boost::system::error_code& e, const tcp::endpoint&) {
+    if (e) {
+      result = e;
+      return;
+    }
+    http::async_write(stream, request, [&](const boost::system::error_code& e2, size_t) {
+      if (e2) {
+        result = e2;
+        return;
+      }
+      http::async_read(stream, buffer, response,
+                       [&](const boost::system::error_code& e3, size_t) { result = e3; });
+    });
+  });
+  io.run();
+
+  if (result == beast::error::timeout) {
+    throw ControlError("the sendchange listener at " + master + " did not answer within " +
+                       std::to_string(timeout.count() / 1000) + " s");
+  }
+  if (result == boost::asio::error::connection_refused) {
+    throw ControlError("cannot connect to " + master +
+                       ": connection refused (is a `sendchange` change source listening there?)");
+  }
+  if (result) throw ControlError("talking to " + master + ": " + result.message());
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  return {response.result_int(), std::move(response.body())};
+}
+
+}  // namespace kiln::cli
