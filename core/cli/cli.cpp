@@ -46,11 +46,19 @@ const std::map<std::string, Command>& commands() {
                  "[--revision R] [--property K=V]... [--owner O]",
                  "force a build through a force scheduler"}},
       {"sendchange", {sendchange_command,
-                      "sendchange DIR [--who W] [--branch B] [--revision R] [--repository U] "
-                      "[--project P] [--category C] [--codebase C] "
-                      "[--comments TEXT|--logfile F] [--property K=V]... [--when UNIXTIME] "
+                      "sendchange (DIR | --master HOST:PORT [--auth USER:PASS]) [--who W] "
+                      "[--branch B] [--revision R|--revision_file F] [--repository U] "
+                      "[--project P] [--category C] [--codebase C] [--vc V] [--revlink URL] "
+                      "[--comments TEXT|--logfile F] [--property K:V]... [--when UNIXTIME] "
                       "[FILES...]",
-                      "add a change, as a change source would"}},
+                      "add a change through the master's socket, or to a sendchange "
+                      "listener (--master)"}},
+      {"user", {user_command,
+                "user DIR add [--identifier ID] [--info TYPE=VALUE]... [--username U] "
+                "[--password P|-] | update (--id N|--identifier ID) [--set-identifier NEW] "
+                "[--info TYPE=VALUE]... [--username U] [--password P|-] | "
+                "remove (--id N|--identifier ID) | show [ID|VALUE]",
+                "manage users: identities, attributes (git, email, irc, ...) and logins"}},
       {"stop-build", {stop_build_command, "stop-build DIR BUILDID [--reason R]",
                       "stop a running build"}},
       {"cancel", {cancel_command, "cancel DIR BUILDREQUESTID [--reason R]",

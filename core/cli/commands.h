@@ -28,4 +28,8 @@ int rebuild_command(const Args& args);
 int status_command(const Args& args);
 int reconfig_command(const Args& args);
 
+// Through the control socket, or the store itself when no master runs
+// (user_command.cpp).
+int user_command(const Args& args);
+
 }  // namespace kiln::cli

@@ -2,6 +2,8 @@
 
 #include "engine/data_api.h"
 #include "master/control_server.h"
+#include "master/user_requests.h"
+#include "store/store.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -252,10 +254,56 @@ ControlCall force_call(const Args& args) {
                       std::move(force_args));
 }
 
-ControlCall sendchange_call(const Args& args) {
-  auto parsed = parse_args(args, {"who", "branch", "revision", "repository", "project", "category",
-                                  "codebase", "comments", "logfile", "property", "when"});
-  if (parsed.positional.empty()) throw UsageError("expected DIR [FILES...]");
+namespace {
+
+std::string read_text_file(const std::string& path, const char* option) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    return text;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(std::string(option) + ": cannot read " + path);
+  text.assign(std::istreambuf_iterator<char>(in), {});
+  return text;
+}
+
+// Buildbot writes --property NAME:VALUE; Kiln also took NAME=VALUE. The
+// first of ':' and '=' separates, so values may hold either.
+std::pair<std::string, std::string> property_argument(const std::string& text) {
+  const auto sep = text.find_first_of(":=");
+  if (sep == std::string::npos || sep == 0) {
+    throw UsageError("--property takes NAME:VALUE (or NAME=VALUE), not '" + text + "'");
+  }
+  return {text.substr(0, sep), text.substr(sep + 1)};
+}
+
+}  // namespace
+
+SendchangeCall sendchange_args(const Args& args) {
+  auto parsed = parse_args(
+      args, {"who", "branch", "revision", "revision_file", "repository", "project", "category",
+             "codebase", "comments", "logfile", "property", "when", "vc", "revlink", "master",
+             "auth"});
+  SendchangeCall call;
+  call.master = parsed.last("master").value_or("");
+  const bool http = parsed.last("master").has_value();
+  if (http) {
+    const auto colon = call.master.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == call.master.size()) {
+      throw UsageError("--master takes HOST:PORT, not '" + call.master + "'");
+    }
+    call.auth = parsed.last("auth").value_or("change:changepw");
+    if (call.auth.find(':') == std::string::npos) {
+      throw UsageError("--auth takes USER:PASS");
+    }
+  } else {
+    if (parsed.last("auth")) throw UsageError("--auth goes with --master HOST:PORT");
+    if (parsed.positional.empty()) {
+      throw UsageError("expected DIR [FILES...], or --master HOST:PORT [FILES...]");
+    }
+    call.control.master_dir = parsed.positional[0];
+  }
   json change{{"files", json::array()}, {"properties", json::object()}, {"comments", ""}};
   if (auto who = parsed.last("who")) {
     change["author"] = *who;
@@ -264,26 +312,22 @@ ControlCall sendchange_call(const Args& args) {
   } else {
     throw UsageError("--who is needed (no USER in the environment)");
   }
-  for (const char* key : {"branch", "revision", "repository", "project", "category", "codebase"}) {
+  for (const char* key : {"branch", "revision", "repository", "project", "category", "codebase",
+                          "revlink"}) {
     if (auto v = parsed.last(key)) change[key] = *v;
+  }
+  if (auto vc = parsed.last("vc")) change["src"] = *vc;
+  if (auto file = parsed.last("revision_file")) {
+    if (parsed.last("revision")) throw UsageError("give --revision or --revision_file, not both");
+    change["revision"] = read_text_file(*file, "--revision_file");
   }
   auto comments = parsed.last("comments");
   auto logfile = parsed.last("logfile");
   if (comments && logfile) throw UsageError("give --comments or --logfile, not both");
   if (comments) change["comments"] = *comments;
-  if (logfile) {
-    std::string text;
-    if (*logfile == "-") {
-      text.assign(std::istreambuf_iterator<char>(std::cin), {});
-    } else {
-      std::ifstream in(*logfile, std::ios::binary);
-      if (!in) throw UsageError("--logfile: cannot read " + *logfile);
-      text.assign(std::istreambuf_iterator<char>(in), {});
-    }
-    change["comments"] = text;
-  }
+  if (logfile) change["comments"] = read_text_file(*logfile, "--logfile");
   for (const auto& p : parsed.all("property")) {
-    auto [name, value] = key_value(p, "--property");
+    auto [name, value] = property_argument(p);
     change["properties"][name] = value;
   }
   if (auto when = parsed.last("when")) {
@@ -297,10 +341,122 @@ ControlCall sendchange_call(const Args& args) {
     }
     change["when_timestamp"] = static_cast<int64_t>(seconds);
   }
-  for (size_t i = 1; i < parsed.positional.size(); ++i) {
+  for (size_t i = http ? 0 : 1; i < parsed.positional.size(); ++i) {
     change["files"].push_back(parsed.positional[i]);
   }
-  return {parsed.positional[0], json{{"op", "change_add"}, {"change", std::move(change)}}};
+  call.control.request = json{{"op", "change_add"}, {"change", std::move(change)}};
+  return call;
+}
+
+ControlCall sendchange_call(const Args& args) {
+  SendchangeCall call = sendchange_args(args);
+  if (!call.master.empty()) throw UsageError("--master sends over HTTP, not the control socket");
+  return std::move(call.control);
+}
+
+ControlCall user_call(const Args& args) {
+  auto parsed = parse_args(args, {"identifier", "id", "set-identifier", "info", "username",
+                                  "password"});
+  if (parsed.positional.size() < 2) {
+    throw UsageError("expected DIR ACTION (add, update, remove or show)");
+  }
+  const std::string action = parsed.positional[1];
+  std::vector<std::string> rest(parsed.positional.begin() + 2, parsed.positional.end());
+  json request{{"op", "user"}, {"action", action}};
+  auto allow = [&](std::initializer_list<const char*> options) {
+    for (const auto& [name, value] : parsed.options) {
+      if (std::none_of(options.begin(), options.end(),
+                       [&](const char* o) { return name == o; })) {
+        throw UsageError("--" + name + " does not apply to `user " + action + "`");
+      }
+    }
+  };
+  // --id / --identifier / one positional name the user to act on.
+  auto select = [&](bool required) {
+    auto id = parsed.last("id");
+    auto identifier = parsed.last("identifier");
+    if (rest.size() > 1) throw UsageError("name one user, not " + std::to_string(rest.size()));
+    if (!rest.empty()) {
+      if (identifier) throw UsageError("give the user as an argument or --identifier, not both");
+      identifier = rest[0];
+    }
+    if (id && identifier) throw UsageError("give --id or --identifier, not both");
+    if (id) request["uid"] = id_argument(*id, "--id");
+    if (identifier) request["identifier"] = *identifier;
+    if (required && !id && !identifier) throw UsageError("name the user with --id N or --identifier ID");
+  };
+  json info = json::object();
+  std::string first_value;
+  for (const auto& text : parsed.all("info")) {
+    const auto eq = text.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw UsageError("--info takes TYPE=VALUE (e.g. git='Name <email>'), not '" + text + "'");
+    }
+    const std::string type = text.substr(0, eq);
+    const auto& types = master::user_attribute_types();
+    if (std::find(types.begin(), types.end(), type) == types.end()) {
+      std::string list;
+      for (const auto& t : types) list += (list.empty() ? "" : ", ") + t;
+      throw UsageError("unknown attribute type '" + type + "' in --info (expected one of " + list +
+                       ")");
+    }
+    info[type] = text.substr(eq + 1);
+    if (first_value.empty()) first_value = text.substr(eq + 1);
+  }
+  auto login = [&] {
+    if (auto username = parsed.last("username")) request["username"] = *username;
+    if (auto password = parsed.last("password")) {
+      std::string plain = *password;
+      if (plain == "-") {
+        std::getline(std::cin, plain);
+        if (!plain.empty() && plain.back() == '\r') plain.pop_back();
+      }
+      auto hashed = store::hash_password(plain);
+      if (!hashed.ok()) throw UsageError("--password: " + hashed.status.message);
+      request["password_hash"] = hashed.value;
+    }
+  };
+
+  if (action == "add") {
+    allow({"identifier", "info", "username", "password"});
+    if (!rest.empty()) throw UsageError("`user add` takes options only");
+    if (info.empty() && !parsed.last("username")) {
+      throw UsageError("a new user needs --info TYPE=VALUE or --username");
+    }
+    for (const auto& [type, value] : info.items()) {
+      if (value.get<std::string>().empty()) throw UsageError("--info " + type + "= needs a value");
+    }
+    if (auto identifier = parsed.last("identifier")) {
+      request["identifier"] = *identifier;
+    } else {
+      request["identifier"] = !first_value.empty() ? first_value : *parsed.last("username");
+    }
+    request["info"] = std::move(info);
+    login();
+  } else if (action == "update") {
+    allow({"id", "identifier", "set-identifier", "info", "username", "password"});
+    select(true);
+    if (auto rename = parsed.last("set-identifier")) request["set_identifier"] = *rename;
+    if (!info.empty()) request["info"] = std::move(info);
+    login();
+    if (request.size() <= 3) {
+      throw UsageError("nothing to update: give --info, --set-identifier, --username or --password");
+    }
+  } else if (action == "remove") {
+    allow({"id", "identifier"});
+    select(true);
+  } else if (action == "show") {
+    allow({"id", "identifier"});
+    if (!parsed.last("id") && !parsed.last("identifier")) {
+      if (rest.size() > 1) throw UsageError("show takes at most one name");
+      if (!rest.empty()) request["match"] = rest[0];
+    } else {
+      select(false);
+    }
+  } else {
+    throw UsageError("unknown action '" + action + "' (expected add, update, remove or show)");
+  }
+  return {parsed.positional[0], std::move(request)};
 }
 
 ControlCall stop_build_call(const Args& args) {
@@ -391,6 +547,8 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 }
 
 }  // namespace
+
+std::string format_table(const std::vector<std::vector<std::string>>& rows) { return table(rows); }
 
 std::string format_status(const json& status, int64_t now) {
   std::vector<std::vector<std::string>> builders{{"BUILDER", "PENDING", "RUNNING", "LAST"}};

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace kiln::cli {
 
@@ -53,12 +54,34 @@ ControlCall data_call(const Args& args);
 //   The path is "forceschedulers/" without --scheduler: the master picks the
 //   first force scheduler that lists BUILDER.
 ControlCall force_call(const Args& args);
-//   sendchange DIR [--who W] [--branch B] [--revision R] [--repository U]
-//              [--project P] [--category C] [--codebase C]
-//              [--comments TEXT | --logfile F] [--property K=V]...
-//              [--when UNIXTIME] [FILES...]
+//   sendchange DIR [--who W] [--branch B] [--revision R | --revision_file F]
+//              [--repository U] [--project P] [--category C] [--codebase C]
+//              [--vc V] [--revlink URL] [--comments TEXT | --logfile F]
+//              [--property K:V | K=V]... [--when UNIXTIME] [FILES...]
 //     -> {"op": "change_add", "change": {...}}; --logfile - reads stdin.
+//   With --master HOST:PORT [--auth USER:PASS] (Buildbot's sendchange)
+//   there is no DIR: every positional argument is a file, and the change
+//   goes to a `sendchange` listener over HTTP (sendchange_client.h).
+struct SendchangeCall {
+  ControlCall control;  // master_dir empty with --master
+  std::string master;   // HOST:PORT of --master, empty without
+  std::string auth;     // USER:PASS, Buildbot's default change:changepw
+};
+SendchangeCall sendchange_args(const Args& args);
+// The control-socket form; UsageError with --master.
 ControlCall sendchange_call(const Args& args);
+//   user DIR add [--identifier ID] [--info TYPE=VALUE]... [--username U]
+//            [--password P | --password -]
+//   user DIR update (--id N | --identifier ID) [--set-identifier NEW]
+//            [--info TYPE=VALUE | TYPE=]... [--username U | --username ""]
+//            [--password P | -]
+//   user DIR remove (--id N | --identifier ID | ID)
+//   user DIR show [ID-OR-VALUE | --id N | --identifier ID]
+//     -> {"op": "user", "action", ...} (master/user_requests.h). The
+//   password is hashed here (store::hash_password); "-" reads it from the
+//   first line of stdin. add's identifier defaults to the first --info
+//   value, else the username.
+ControlCall user_call(const Args& args);
 //   stop-build DIR BUILDID [--reason R]   -> control builds/N stop
 //   cancel DIR BUILDREQUESTID [--reason R] -> control buildrequests/N cancel
 //   rebuild DIR BUILDID                    -> control builds/N rebuild
@@ -68,6 +91,10 @@ ControlCall rebuild_call(const Args& args);
 //   status DIR -> {"op": "status"};  reconfig DIR -> {"op": "reconfig"}
 ControlCall status_call(const Args& args);
 ControlCall reconfig_call(const Args& args);
+
+// Left-aligned columns two spaces apart, no trailing blanks; the first row
+// is the header.
+std::string format_table(const std::vector<std::vector<std::string>>& rows);
 
 // "success", "warnings", ... for Buildbot's result codes; "-" for null.
 std::string result_word(const nlohmann::json& results);

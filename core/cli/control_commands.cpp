@@ -1,11 +1,13 @@
 // The commands that talk to a running master through its control socket:
-// `kiln data`, `force`, `sendchange`, `stop-build`, `cancel`, `rebuild`,
-// `status`, `reconfig`. Each translates its arguments (control_client.h),
+// `kiln data`, `force`, `sendchange` (or, with --master, to a sendchange
+// listener over HTTP), `stop-build`, `cancel`, `rebuild`, `status`,
+// `reconfig`. Each translates its arguments (control_client.h),
 // sends one request and prints the answer; an {"error": ...} answer goes
 // to stderr with exit status 1.
 
 #include "cli/commands.h"
 #include "cli/control_client.h"
+#include "cli/sendchange_client.h"
 
 #include <cstdio>
 #include <ctime>
@@ -68,9 +70,37 @@ int force_command(const Args& args) {
 }
 
 int sendchange_command(const Args& args) {
-  return run_call("sendchange", sendchange_call, args, [](const json& response, const json&) {
+  SendchangeCall call;
+  try {
+    call = sendchange_args(args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "kiln sendchange: %s (see `kiln sendchange --help`)\n", e.what());
+    return 2;
+  }
+  auto print = [](const json& response) {
+    if (response.contains("ignored")) {
+      return print_line("change not added: " + response.value("ignored", std::string()));
+    }
     return print_line("change " + response.value("changeid", json()).dump() + " added");
-  });
+  };
+  if (call.master.empty()) {
+    const json response = control_request(call.control.master_dir, call.control.request);
+    if (is_error(response)) {
+      std::fprintf(stderr, "kiln sendchange: %s\n", response["error"].get<std::string>().c_str());
+      return 1;
+    }
+    return print(response);
+  }
+  // Buildbot's `sendchange --master`: to a listener over HTTP.
+  HttpAnswer answer = post_change(call.master, call.auth, call.control.request["change"]);
+  const json body = json::parse(answer.body, nullptr, false);
+  if (answer.status == 200 && body.is_object()) return print(body);
+  std::string why = body.is_object() && body.contains("error") && body["error"].is_string()
+                        ? body["error"].get<std::string>()
+                        : answer.body;
+  std::fprintf(stderr, "kiln sendchange: %s refused the change (HTTP %u): %s\n",
+               call.master.c_str(), answer.status, why.c_str());
+  return 1;
 }
 
 int stop_build_command(const Args& args) {

@@ -1,5 +1,6 @@
 #include "config/yaml_document.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -7,6 +8,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace kiln::config {
@@ -73,39 +76,139 @@ SourceLocation location_of(const YAML::Mark& mark, const std::string& file) {
   return SourceLocation{file, mark.line + 1, mark.column + 1};
 }
 
+// The node graph of one document, as yaml-cpp's LoadAll would build it (an
+// alias is the anchored node itself, marks are where each node starts) but
+// in one flat vector: yaml-cpp's own nodes, each a web of shared pointers,
+// cost more to build and free than the conversion that reads them.
+struct Graph {
+  enum class Kind { kNull, kScalar, kSequence, kMap };
+  struct Node {
+    Kind kind = Kind::kNull;
+    YAML::Mark mark = YAML::Mark::null_mark();
+    std::string tag;
+    std::string scalar;
+    std::vector<size_t> children;  // a map's as key, value, key, value ...
+  };
+  std::vector<Node> nodes;
+  std::vector<size_t> roots;  // one per document
+
+  const Node& at(size_t index) const { return nodes[index]; }
+};
+
+class GraphBuilder final : public YAML::EventHandler {
+ public:
+  explicit GraphBuilder(Graph& graph) : graph_(graph) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {
+    anchors_.clear();
+    open_.clear();
+    has_root_ = false;
+  }
+  void OnDocumentEnd() override {
+    if (!has_root_) {  // as yaml-cpp: an empty document is a null node
+      graph_.nodes.emplace_back();
+      graph_.roots.push_back(graph_.nodes.size() - 1);
+    }
+  }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    attach(add(Graph::Kind::kNull, mark, anchor));
+  }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t anchor) override {
+    // The parser has already refused an alias to an undefined anchor.
+    if (anchor == 0 || anchor > anchors_.size()) throw YAML::ParserException(YAML::Mark::null_mark(), "unknown anchor");
+    attach(anchors_[anchor - 1]);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    size_t index = add(Graph::Kind::kScalar, mark, anchor);
+    graph_.nodes[index].tag = tag;
+    graph_.nodes[index].scalar = value;
+    attach(index);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(Graph::Kind::kSequence, mark, tag, anchor);
+  }
+  void OnSequenceEnd() override { open_.pop_back(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(Graph::Kind::kMap, mark, tag, anchor);
+  }
+  void OnMapEnd() override { open_.pop_back(); }
+
+ private:
+  size_t add(Graph::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
+    graph_.nodes.emplace_back();
+    graph_.nodes.back().kind = kind;
+    graph_.nodes.back().mark = mark;
+    size_t index = graph_.nodes.size() - 1;
+    if (anchor != 0) {
+      if (anchors_.size() < anchor) anchors_.resize(anchor);
+      anchors_[anchor - 1] = index;
+    }
+    return index;
+  }
+  void open(Graph::Kind kind, const YAML::Mark& mark, const std::string& tag,
+            YAML::anchor_t anchor) {
+    size_t index = add(kind, mark, anchor);
+    graph_.nodes[index].tag = tag;
+    // Attached before its content, so a recursive alias inside finds it.
+    attach(index);
+    open_.push_back(index);
+  }
+  void attach(size_t index) {
+    if (open_.empty()) {
+      if (!has_root_) graph_.roots.push_back(index);
+      has_root_ = true;
+      return;
+    }
+    graph_.nodes[open_.back()].children.push_back(index);
+  }
+
+  Graph& graph_;
+  std::vector<size_t> anchors_;  // anchor n is anchors_[n - 1]
+  std::vector<size_t> open_;     // collections being filled, innermost last
+  bool has_root_ = false;
+};
+
 class Converter {
  public:
-  Converter(std::string file, YamlParseResult& out) : file_(std::move(file)), out_(out) {}
+  Converter(const Graph& graph, std::string file, YamlParseResult& out)
+      : graph_(graph), file_(std::move(file)), out_(out) {}
 
-  nlohmann::json convert(const YAML::Node& node, const std::string& pointer,
+  nlohmann::json convert(size_t index, const std::string& pointer,
                          const SourceLocation& fallback, int depth) {
+    const Graph::Node& node = graph_.at(index);
     if (depth > kMaxDepth) {
-      error(location_of(node.Mark(), file_), "nesting is too deep (a recursive alias?)");
+      error(location_of(node.mark, file_), "nesting is too deep (a recursive alias?)");
       return nullptr;
     }
-    SourceLocation here = location_of(node.Mark(), file_);
+    SourceLocation here = location_of(node.mark, file_);
     // An empty value ("key:" then a newline) is marked where the next token
     // starts; the key is where a reader looks.
-    if (node.IsNull() && (here.line == 0 || here.line > fallback.line) && fallback.line > 0) {
+    if (node.kind == Graph::Kind::kNull && (here.line == 0 || here.line > fallback.line) &&
+        fallback.line > 0) {
       here = fallback;
     }
-    out_.tree.locations[pointer] = here;
-    switch (node.Type()) {
-      case YAML::NodeType::Null:
-      case YAML::NodeType::Undefined:
+    out_.tree.locations.insert_or_assign(pointer, here);
+    switch (node.kind) {
+      case Graph::Kind::kNull:
         return nullptr;
-      case YAML::NodeType::Scalar:
+      case Graph::Kind::kScalar:
         return scalar(node, pointer, here);
-      case YAML::NodeType::Sequence: {
+      case Graph::Kind::kSequence: {
         nlohmann::json array = nlohmann::json::array();
-        size_t index = 0;
-        for (const auto& item : node) {
-          array.push_back(convert(item, pointer + "/" + std::to_string(index), SourceLocation{}, depth + 1));
-          ++index;
+        array.get_ref<nlohmann::json::array_t&>().reserve(node.children.size());
+        std::string child = pointer + "/";
+        const size_t base = child.size();
+        for (size_t i = 0; i < node.children.size(); ++i) {
+          child.resize(base);
+          child += std::to_string(i);
+          array.push_back(convert(node.children[i], child, SourceLocation{}, depth + 1));
         }
         return array;
       }
-      case YAML::NodeType::Map:
+      case Graph::Kind::kMap:
         return mapping(node, pointer, depth);
     }
     return nullptr;
@@ -116,10 +219,10 @@ class Converter {
     out_.errors.push_back(Diagnostic{where, "", std::move(message)});
   }
 
-  nlohmann::json scalar(const YAML::Node& node, const std::string& pointer,
+  nlohmann::json scalar(const Graph::Node& node, const std::string& pointer,
                         const SourceLocation& here) {
-    const std::string& text = node.Scalar();
-    const std::string& tag = node.Tag();
+    const std::string& text = node.scalar;
+    const std::string& tag = node.tag;
     if (tag == "!" || tag == "tag:yaml.org,2002:str") return text;  // quoted or !!str
     if (tag == "?" || tag.empty()) {
       nlohmann::json value = resolve_plain_scalar(text);
@@ -149,66 +252,74 @@ class Converter {
     return value;
   }
 
+  using Entry = std::pair<const Graph::Node*, size_t>;  // key, value's index
+
   // A mapping's entries with `<<` merges resolved: own keys first, then
   // merged keys that are not already present, earlier sources winning.
-  void collect_entries(const YAML::Node& map, std::vector<std::pair<YAML::Node, YAML::Node>>& entries,
-                       std::set<std::string>& seen, bool own, int depth) {
+  void collect_entries(const Graph::Node& map, std::vector<Entry>& entries,
+                       std::unordered_set<std::string_view>& seen, bool own, int depth) {
     if (depth > kMaxDepth) return;
-    std::vector<YAML::Node> merges;
-    std::map<std::string, SourceLocation> first_seen;
-    for (const auto& entry : map) {
-      YAML::Node key = entry.first;
-      YAML::Node value = entry.second;
-      SourceLocation key_at = location_of(key.Mark(), file_);
-      if (!key.IsScalar()) {
-        if (own) error(key_at, "mapping keys must be plain strings");
+    std::vector<size_t> merges;
+    std::unordered_map<std::string_view, int> first_seen;  // key -> its line
+    for (size_t i = 0; i + 1 < map.children.size(); i += 2) {
+      const Graph::Node& key = graph_.at(map.children[i]);
+      const size_t value = map.children[i + 1];
+      if (key.kind != Graph::Kind::kScalar) {
+        if (own) error(location_of(key.mark, file_), "mapping keys must be plain strings");
         continue;
       }
-      if (key.Scalar() == "<<" && key.Tag() == "?") {
+      if (key.scalar == "<<" && key.tag == "?") {
         merges.push_back(value);
         continue;
       }
       if (own) {
-        auto [prior, fresh] = first_seen.emplace(key.Scalar(), key_at);
+        SourceLocation key_at = location_of(key.mark, file_);
+        auto [prior, fresh] = first_seen.emplace(key.scalar, key_at.line);
         if (!fresh) {
-          error(key_at, "duplicate key '" + key.Scalar() + "' (first at line " +
-                            std::to_string(prior->second.line) + ")");
+          error(key_at, "duplicate key '" + key.scalar + "' (first at line " +
+                            std::to_string(prior->second) + ")");
           continue;
         }
       }
-      if (seen.insert(key.Scalar()).second) entries.emplace_back(key, value);
+      if (seen.insert(key.scalar).second) entries.emplace_back(&key, value);
     }
-    for (const auto& source : merges) {
-      if (source.IsMap()) {
+    for (size_t index : merges) {
+      const Graph::Node& source = graph_.at(index);
+      if (source.kind == Graph::Kind::kMap) {
         collect_entries(source, entries, seen, false, depth + 1);
-      } else if (source.IsSequence()) {
-        for (const auto& item : source) {
-          if (item.IsMap()) {
+      } else if (source.kind == Graph::Kind::kSequence) {
+        for (size_t item_index : source.children) {
+          const Graph::Node& item = graph_.at(item_index);
+          if (item.kind == Graph::Kind::kMap) {
             collect_entries(item, entries, seen, false, depth + 1);
           } else {
-            error(location_of(item.Mark(), file_), "'<<' merges mappings only");
+            error(location_of(item.mark, file_), "'<<' merges mappings only");
           }
         }
       } else {
-        error(location_of(source.Mark(), file_), "'<<' merges mappings only");
+        error(location_of(source.mark, file_), "'<<' merges mappings only");
       }
     }
   }
 
-  nlohmann::json mapping(const YAML::Node& node, const std::string& pointer, int depth) {
-    std::vector<std::pair<YAML::Node, YAML::Node>> entries;
-    std::set<std::string> seen;
+  nlohmann::json mapping(const Graph::Node& node, const std::string& pointer, int depth) {
+    std::vector<Entry> entries;
+    std::unordered_set<std::string_view> seen;
     collect_entries(node, entries, seen, true, depth);
     nlohmann::json object = nlohmann::json::object();
+    std::string child = pointer + "/";
+    const size_t base = child.size();
     for (const auto& [key, value] : entries) {
-      std::string child = pointer + "/" + escape_pointer_token(key.Scalar());
-      SourceLocation key_at = location_of(key.Mark(), file_);
-      out_.tree.key_locations[child] = key_at;
-      object[key.Scalar()] = convert(value, child, key_at, depth + 1);
+      child.resize(base);
+      child += escape_pointer_token(key->scalar);
+      SourceLocation key_at = location_of(key->mark, file_);
+      out_.tree.key_locations.insert_or_assign(child, key_at);
+      object[key->scalar] = convert(value, child, key_at, depth + 1);
     }
     return object;
   }
 
+  const Graph& graph_;
   std::string file_;
   YamlParseResult& out_;
 };
@@ -216,18 +327,25 @@ class Converter {
 YamlParseResult parse(const std::string& text, const std::string& display_name) {
   YamlParseResult result;
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(text);
-    if (documents.size() > 1) {
-      result.errors.push_back(Diagnostic{location_of(documents[1].Mark(), display_name), "",
-                                         "only one YAML document per file is allowed"});
+    Graph graph;
+    {
+      std::istringstream in(text);
+      YAML::Parser parser(in);
+      GraphBuilder builder(graph);
+      while (parser.HandleNextDocument(builder)) {
+      }
     }
-    if (documents.empty()) {
+    if (graph.roots.size() > 1) {
+      result.errors.push_back(Diagnostic{location_of(graph.at(graph.roots[1]).mark, display_name),
+                                         "", "only one YAML document per file is allowed"});
+    }
+    if (graph.roots.empty()) {
       result.tree.root = nlohmann::json::object();
       result.tree.locations[""] = SourceLocation{display_name, 1, 1};
       return result;
     }
-    Converter converter(display_name, result);
-    result.tree.root = converter.convert(documents[0], "", SourceLocation{display_name, 1, 1}, 0);
+    Converter converter(graph, display_name, result);
+    result.tree.root = converter.convert(graph.roots[0], "", SourceLocation{display_name, 1, 1}, 0);
   } catch (const YAML::Exception& e) {
     result.errors.push_back(Diagnostic{location_of(e.mark, display_name), "", e.msg});
   } catch (const std::exception& e) {

@@ -570,6 +570,7 @@ void EngineCore::add_buildset(const json& request, const std::string& default_so
   }
   const int64_t priority = bs.priority;
   const int64_t submitted = bs.submitted_at;
+  auto sources = request_source(bs.sourcestamps, bs.reason);
   store.add_buildset(std::move(bs), guarded(alive, [=, this](store::Result<store::BuildsetIds> r) {
     if (!r.ok()) {
       done(KILN_ERR_INVALID_ARGUMENT, error_value(r.status.message));
@@ -583,7 +584,7 @@ void EngineCore::add_buildset(const json& request, const std::string& default_so
       if (slot == builders_by_id.end() || slot->second->removed) continue;
       BuilderSlot* builder = slot->second;
       brids[builder->config->name] = brid;
-      PendingRequest pr{brid, r.value.bsid, priority, submitted};
+      PendingRequest pr{brid, r.value.bsid, priority, submitted, sources};
       auto pos = std::find_if(builder->pending.begin(), builder->pending.end(),
                               [&](const PendingRequest& p) { return p.priority < priority; });
       builder->pending.insert(pos, pr);
@@ -611,82 +612,50 @@ void EngineCore::schedule_start_builds() {
 void EngineCore::start_builds() {
   start_builds_scheduled = false;
   if (stopping) return;
-  // Builders whose oldest request is oldest go first (Buildbot's default).
-  std::vector<BuilderSlot*> order;
-  for (auto& [name, b] : builders) {
-    if (!b->pending.empty()) order.push_back(b.get());
-  }
-  std::sort(order.begin(), order.end(), [](BuilderSlot* a, BuilderSlot* b) {
-    auto oldest = [](BuilderSlot* s) {
-      int64_t t = INT64_MAX;
-      for (const auto& p : s->pending) t = std::min(t, p.submitted_at);
-      return t;
-    };
-    return oldest(a) < oldest(b);
-  });
-  for (BuilderSlot* builder : order) {
-    while (!builder->pending.empty()) {
-      WorkerSlot* best = nullptr;
-      for (const auto& name : builder->config->workers) {
-        auto it = workers.find(name);
-        if (it == workers.end()) continue;
-        WorkerSlot* w = it->second.get();
-        if (!w->connected || static_cast<int>(w->builds.size()) >= w->max_builds) continue;
-        if (!best || w->builds.size() < best->builds.size()) best = w;
-      }
-      if (!best) break;
-      PendingRequest request = builder->pending.front();
-      builder->pending.pop_front();
-      start_build(*builder, *best, request);
-    }
-  }
+  distribution->start_builds();
 }
 
-void EngineCore::start_build(BuilderSlot& builder, WorkerSlot& worker, PendingRequest request) {
+void EngineCore::start_build(BuilderSlot& builder, WorkerSlot& worker,
+                             std::vector<PendingRequest> requests) {
   auto owned = std::make_unique<Build>();
   Build* build = owned.get();
   build->builder = &builder;
   build->worker = &worker;
-  build->brids = {request.brid};
-  build->bsid = request.bsid;
+  for (const auto& r : requests) build->brids.push_back(r.brid);
+  build->bsid = requests.front().bsid;
+  build->requests = std::move(requests);
   builds[build] = std::move(owned);
   builder.running.insert(build);
   worker.builds.insert(build);
 
+  // Collapsed requests are claimed together and built as one.
   store.claim_requests(
-      {request.brid}, masterid, static_cast<int64_t>(now_s()),
+      build->brids, masterid, static_cast<int64_t>(now_s()),
       guarded(alive, [this, build](store::Result<std::vector<int64_t>> claimed) {
         if (!claimed.ok() || claimed.value.empty()) {
-          // Another master took it, or it was cancelled meanwhile.
+          // Another master took them, or they were cancelled meanwhile.
           build->brids.clear();
+          build->requests.clear();
           abandon_build(*build);
           return;
         }
-        publish("buildrequests/" + std::to_string(build->brids[0]) + "/claimed",
-                {{"buildrequestid", build->brids[0]}, {"claimed", true}});
-        store::ResultSpec br_spec;
-        br_spec.filters.push_back({"buildrequestid", store::FilterOp::kEq, {build->brids[0]}});
-        br_spec.properties = {"*"};
-        store.query(store::Resource::kBuildrequests, br_spec,
-                    guarded(alive, [this, build](store::Result<json> br) {
-                      store::ResultSpec bs_spec;
-                      bs_spec.filters.push_back({"bsid", store::FilterOp::kEq, {build->bsid}});
-                      store.query(store::Resource::kBuildsets, bs_spec,
-                                  guarded(alive, [this, build, br](store::Result<json> bs) {
-                                    json request = br.ok() && !br.value.empty() ? br.value[0] : json::object();
-                                    json buildset = bs.ok() && !bs.value.empty() ? bs.value[0] : json::object();
-                                    begin_build(*build, request, buildset);
-                                  }));
-                    }));
+        if (claimed.value.size() != build->brids.size()) {
+          BuildDistribution::keep_claimed(*build, claimed.value);
+        }
+        for (int64_t brid : build->brids) {
+          publish("buildrequests/" + std::to_string(brid) + "/claimed",
+                  {{"buildrequestid", brid}, {"claimed", true}});
+        }
+        distribution->load_build_inputs(*build, [this, build](json request, json buildset) {
+          begin_build(*build, request, buildset);
+        });
       }));
 }
 
 void EngineCore::abandon_build(Build& build) {
   if (!build.brids.empty()) {
     store.unclaim_requests(build.brids, [](store::Status) {});
-    for (auto brid : build.brids) {
-      build.builder->pending.push_front({brid, build.bsid, 0, 0});
-    }
+    BuildDistribution::requeue(*build.builder, build.requests);
   }
   build.builder->running.erase(&build);
   build.worker->builds.erase(&build);
@@ -804,12 +773,15 @@ void EngineCore::start_step(Build& build, config::ComponentConfig step_config) {
     r->stepid = ids.value.stepid;
     r->number = ids.value.number;
     r->name = ids.value.name;
-    store.start_step(r->stepid, static_cast<int64_t>(now_s()), [](store::Status) {});
     publish("steps/" + std::to_string(r->stepid) + "/new",
             {{"stepid", r->stepid}, {"number", r->number}, {"name", r->name},
              {"buildid", build.buildid}, {"complete", false}});
-    publish("steps/" + std::to_string(r->stepid) + "/started",
-            {{"stepid", r->stepid}, {"buildid", build.buildid}});
+    // Events follow the store: a reader reacting to one finds the record.
+    store.start_step(r->stepid, static_cast<int64_t>(now_s()),
+                     guarded(alive, [this, stepid = r->stepid, buildid = build.buildid](store::Status) {
+                       publish("steps/" + std::to_string(stepid) + "/started",
+                               {{"stepid", stepid}, {"buildid", buildid}});
+                     }));
 
     InterpolateScope scope = scope_for(build);
     std::string error;
@@ -885,11 +857,15 @@ void EngineCore::step_finished(StepRun& run, int result, std::string summary) {
   const int64_t now = static_cast<int64_t>(now_s());
   if (run.stepid) {
     store.set_step_state_string(run.stepid, summary, [](store::Status) {});
-    store.finish_step(run.stepid, result, run.hidden, now, [](store::Status) {});
-    publish("steps/" + std::to_string(run.stepid) + "/finished",
-            {{"stepid", run.stepid}, {"buildid", build.buildid}, {"number", run.number},
-             {"name", run.name}, {"complete", true}, {"complete_at", now}, {"results", result},
-             {"state_string", summary}, {"hidden", run.hidden}});
+    json finished = {{"stepid", run.stepid}, {"buildid", build.buildid}, {"number", run.number},
+                     {"name", run.name}, {"complete", true}, {"complete_at", now},
+                     {"results", result}, {"state_string", summary}, {"hidden", run.hidden}};
+    store.finish_step(run.stepid, result, run.hidden, now,
+                      guarded(alive, [this, finished = std::move(finished)](store::Status) {
+                        publish("steps/" + std::to_string(finished["stepid"].get<int64_t>()) +
+                                    "/finished",
+                                finished);
+                      }));
   }
   build.progress =
       apply_step_result(build.progress, result, StepResultFlags::from_common(run.common));
@@ -928,14 +904,14 @@ void EngineCore::finish_build(Build& build) {
   if (results == KILN_RETRY) {
     store.unclaim_requests(build.brids, [](store::Status) {});
     // A builder a reconfig removed leaves them in the store for its return.
-    if (!build.builder->removed) {
-      for (auto brid : build.brids) build.builder->pending.push_front({brid, build.bsid, 0, 0});
-    }
+    if (!build.builder->removed) BuildDistribution::requeue(*build.builder, build.requests);
   } else {
-    const int64_t bsid = build.bsid;
+    // Collapsed requests may come from several buildsets.
+    std::set<int64_t> bsids{build.bsid};
+    for (const auto& r : build.requests) bsids.insert(r.bsid);
     store.complete_requests(build.brids, results, now,
-                            guarded(alive, [this, bsid](store::Status) {
-                              check_buildset_complete(bsid);
+                            guarded(alive, [this, bsids](store::Status) {
+                              for (int64_t bsid : bsids) check_buildset_complete(bsid);
                             }));
   }
   spdlog::info("build {} #{} finished: {}", build.builder->config->name, build.number,
@@ -964,10 +940,12 @@ void EngineCore::check_buildset_complete(int64_t bsid) {
                   if (br["results"].is_number()) results = worst_result(results, br["results"].get<int>());
                 }
                 const int64_t now = static_cast<int64_t>(now_s());
-                store.complete_buildset(bsid, results, now, [](store::Status) {});
-                publish("buildsets/" + std::to_string(bsid) + "/complete",
-                        {{"bsid", bsid}, {"complete", true}, {"complete_at", now},
-                         {"results", results}});
+                store.complete_buildset(
+                    bsid, results, now, guarded(alive, [this, bsid, results, now](store::Status) {
+                      publish("buildsets/" + std::to_string(bsid) + "/complete",
+                              {{"bsid", bsid}, {"complete", true}, {"complete_at", now},
+                               {"results", results}});
+                    }));
               }));
 }
 
@@ -1141,12 +1119,22 @@ uint64_t EngineCore::add_step_log(StepRun& run, const std::string& name, char ty
             {{"logid", log->logid}, {"name", name}, {"stepid", stepid}, {"complete", false}});
     auto queued = std::move(log->queued);
     log->queued.clear();
+    const int64_t logid = log->logid;
     for (auto& lines : queued) {
-      store.append_log(log->logid, std::move(lines), [](store::Result<store::LineRange>) {});
+      store.append_log(logid, std::move(lines),
+                       guarded(alive, [this, logid](store::Result<store::LineRange> appended) {
+                         if (!appended.ok()) return;
+                         publish("logs/" + std::to_string(logid) + "/append",
+                                 {{"logid", logid}, {"first_line", appended.value.first_line},
+                                  {"last_line", appended.value.last_line}});
+                       }));
     }
     if (log->finish_requested && !log->finished) {
       log->finished = true;
-      store.finish_log(log->logid, [](store::Status) {});
+      store.finish_log(logid, guarded(alive, [this, logid](store::Status) {
+        publish("logs/" + std::to_string(logid) + "/finished",
+                {{"logid", logid}, {"complete", true}});
+      }));
     }
   }));
   return handle;
@@ -1390,7 +1378,8 @@ json EngineCore::status() const {
                               {"connected", w->connected},
                               {"running", w->builds.size()},
                               {"max_builds", w->max_builds},
-                              {"problem", w->problem.empty() ? json() : json(w->problem)}});
+                              {"problem", w->problem.empty() ? json() : json(w->problem)},
+                              {"quarantine", distribution->quarantine_of(name)}});
   }
   return out;
 }

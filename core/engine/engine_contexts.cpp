@@ -127,6 +127,24 @@ kiln_status ComponentContext::unsubscribe(uint64_t sub_id) {
   return KILN_OK;
 }
 
+kiln_status ComponentContext::policy_call(std::string_view policy_name, std::string_view args_json,
+                                          std::string& out_json, std::string& error) {
+  if (policy_name.empty()) {
+    error = "policy_call needs a policy name";
+    return KILN_ERR_INVALID_ARGUMENT;
+  }
+  if (!parse(args_json.empty() ? std::string_view("{}") : args_json)) {
+    error = "policy_call: the arguments are not JSON";
+    return KILN_ERR_INVALID_ARGUMENT;
+  }
+  kiln_status status = core_.policies->call(
+      policy_name, args_json.empty() ? std::string_view("{}") : args_json, out_json, error);
+  // The SDK passes no error slot (a plugin cannot make one): the message
+  // would otherwise reach nobody.
+  if (status != KILN_OK) log(KILN_LOG_WARN, "policy_call: " + error);
+  return status;
+}
+
 // ---------------------------------------------------------------------------
 // WorkerContext
 

@@ -36,6 +36,9 @@ class ComponentContext : public plugin::InstanceContext {
   kiln_status subscribe(std::string_view pattern, EventCallback on_event,
                         uint64_t& sub_id) override;
   kiln_status unsubscribe(uint64_t sub_id) override;
+  // Policies by name (`policies:`), then built-in policy types by type name.
+  kiln_status policy_call(std::string_view policy_name, std::string_view args_json,
+                          std::string& out_json, std::string& error) override;
 
   // A reconfig that changed only core-owned keys (a worker's max_builds or
   // properties) updates them in place.

@@ -3,9 +3,11 @@
 // builds) and engine_contexts.cpp (the plugin handles). Internal to
 // core/engine: everything here lives on the loop thread.
 
+#include "engine/build_distribution.h"
 #include "engine/engine.h"
 #include "engine/interpolate.h"
 #include "engine/log_writer.h"
+#include "engine/policies.h"
 #include "engine/step_results.h"
 
 #include "config/master_config.h"
@@ -80,6 +82,9 @@ struct PendingRequest {
   int64_t bsid = 0;
   int64_t priority = 0;
   int64_t submitted_at = 0;
+  // Its buildset's sources, for collapsing and policies; null until read
+  // back for requests the store handed over (build_distribution.cpp).
+  std::shared_ptr<const RequestSource> source = nullptr;
 };
 
 struct BuilderSlot {
@@ -144,6 +149,9 @@ struct Build {
   WorkerSlot* worker = nullptr;
   std::vector<int64_t> brids;
   int64_t bsid = 0;
+  // Every request it builds, the chosen one first, then those collapsed
+  // into it; brids and bsid follow them.
+  std::vector<PendingRequest> requests;
   int64_t buildid = 0;
   int64_t number = 0;
   int64_t started_at = 0;
@@ -204,7 +212,8 @@ struct EngineCore {
   // --- builds ------------------------------------------------------------
   void schedule_start_builds();
   void start_builds();
-  void start_build(BuilderSlot& builder, WorkerSlot& worker, PendingRequest request);
+  // requests: the chosen one first, then those collapsed into it.
+  void start_build(BuilderSlot& builder, WorkerSlot& worker, std::vector<PendingRequest> requests);
   void begin_build(Build& build, const json& buildrequest, const json& buildset);
   void abandon_build(Build& build);  // before it started: back to the queue
   void run_next_step(Build& build);
@@ -267,6 +276,9 @@ struct EngineCore {
   bool retention_running = false;
   std::shared_ptr<std::function<void()>> retention_chain;  // the batch in flight
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+  // Last, so that policy instances go before the state they use.
+  std::unique_ptr<Policies> policies = std::make_unique<Policies>(*this);
+  std::unique_ptr<BuildDistribution> distribution = std::make_unique<BuildDistribution>(*this);
 };
 
 }  // namespace kiln::engine

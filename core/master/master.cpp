@@ -1,5 +1,6 @@
 #include "master/master.h"
 
+#include "master/user_requests.h"
 #include "store/store.h"
 
 #include <boost/asio/signal_set.hpp>
@@ -98,9 +99,12 @@ void Master::handle_control(const nlohmann::json& request, ControlReply reply) {
     reply(engine_->status());
   } else if (op == "reconfig") {
     reconfigure([reply](json answer) { reply(std::move(answer)); });
+  } else if (op == "user") {
+    handle_user_request(*store_, request, reply);
   } else {
     reply(json{{"error", "unknown request '" + op +
-                             "' (expected data_get, control, change_add, status, reconfig)"}});
+                             "' (expected data_get, control, change_add, status, reconfig, "
+                             "user)"}});
   }
 }
 

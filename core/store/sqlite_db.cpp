@@ -10,6 +10,7 @@ Query::~Query() {
   }
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
+  if (in_use_ != nullptr) *in_use_ = false;
 }
 
 Query& Query::bind(int index, int64_t value) {
@@ -80,7 +81,10 @@ void SqliteDb::CloseDb::operator()(sqlite3* db) const {
   sqlite3_close_v2(db);
 }
 
-SqliteDb::~SqliteDb() { statements_.clear(); }
+SqliteDb::~SqliteDb() {
+  statements_.clear();
+  transient_.clear();
+}
 
 Result<SqliteDb> SqliteDb::open(const std::string& path, int flags) {
   sqlite3* raw = nullptr;
@@ -111,31 +115,55 @@ Status SqliteDb::exec(std::string_view sql, std::string_view what) {
   return Status::error(code, std::string(what) + ": " + detail);
 }
 
-Query SqliteDb::query(const std::string& sql) {
-  auto it = statements_.find(sql);
-  if (it == statements_.end()) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(db_.get(), sql.c_str(), static_cast<int>(sql.size()),
-                           SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(stmt);
-      return Query(*this, nullptr);
-    }
-    it = statements_.emplace(sql, StmtPtr(stmt)).first;
-  }
-  return Query(*this, it->second.get());
-}
-
-Query SqliteDb::query_once(const std::string& sql) {
+sqlite3_stmt* SqliteDb::prepare(std::string_view sql, bool persistent) {
   sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_.get(), sql.c_str(), static_cast<int>(sql.size()), &stmt,
+  if (sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
+                         persistent ? SQLITE_PREPARE_PERSISTENT : 0, &stmt,
                          nullptr) != SQLITE_OK) {
     sqlite3_finalize(stmt);
-    return Query(*this, nullptr);
+    return nullptr;
   }
-  return Query(*this, stmt, /*owned=*/true);
+  return stmt;
 }
 
-Result<int64_t> SqliteDb::scalar_int(const std::string& sql, int64_t fallback) {
+Query SqliteDb::use(Cache& cache, std::string_view sql, bool persistent) {
+  auto it = cache.find(sql);
+  if (it == cache.end()) {
+    sqlite3_stmt* stmt = prepare(sql, persistent);
+    if (stmt == nullptr) return Query(*this, nullptr);
+    it = cache.emplace(std::string(sql), Cached{StmtPtr(stmt)}).first;
+  } else if (it->second.in_use) {
+    // Resetting it here would pull the rows from under its first user.
+    return Query(*this, prepare(sql, false), /*owned=*/true);
+  }
+  it->second.in_use = true;
+  it->second.last_used = ++uses_;
+  return Query(*this, it->second.stmt.get(), /*owned=*/false, &it->second.in_use);
+}
+
+Query SqliteDb::query(std::string_view sql) { return use(statements_, sql, true); }
+
+Query SqliteDb::query_once(std::string_view sql) {
+  if (transient_.size() >= kMaxTransient && !transient_.contains(sql)) evict_transient();
+  return use(transient_, sql, false);
+}
+
+void SqliteDb::evict_transient() {
+  auto oldest = transient_.end();
+  for (auto it = transient_.begin(); it != transient_.end(); ++it) {
+    if (it->second.in_use) continue;
+    if (oldest == transient_.end() || it->second.last_used < oldest->second.last_used) {
+      oldest = it;
+    }
+  }
+  if (oldest != transient_.end()) transient_.erase(oldest);
+}
+
+Status SqliteDb::run(std::string_view sql, std::string_view what) {
+  return query(sql).run(what);
+}
+
+Result<int64_t> SqliteDb::scalar_int(std::string_view sql, int64_t fallback) {
   auto q = query(sql);
   int rc = q.step();
   if (rc == SQLITE_ROW) return {{}, q.is_null(0) ? fallback : q.int64(0)};
@@ -143,7 +171,7 @@ Result<int64_t> SqliteDb::scalar_int(const std::string& sql, int64_t fallback) {
   return {error(sql), 0};
 }
 
-Result<std::string> SqliteDb::scalar_text(const std::string& sql) {
+Result<std::string> SqliteDb::scalar_text(std::string_view sql) {
   auto q = query(sql);
   int rc = q.step();
   if (rc == SQLITE_ROW) return {{}, q.text(0)};
@@ -159,6 +187,9 @@ Status SqliteDb::error(std::string_view what) const {
   return Status::error(code, std::string(what) + ": " + sqlite3_errmsg(db_.get()));
 }
 
-void SqliteDb::clear_statement_cache() { statements_.clear(); }
+void SqliteDb::clear_statement_cache() {
+  statements_.clear();
+  transient_.clear();
+}
 
 }  // namespace kiln::store

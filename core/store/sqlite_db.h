@@ -13,11 +13,12 @@
 #include <sqlite3.h>
 
 #include <cstdint>
-#include <map>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace kiln::store {
@@ -28,10 +29,14 @@ class SqliteDb;
 // destruction so the next use starts clean.
 class Query {
  public:
-  Query(SqliteDb& db, sqlite3_stmt* stmt, bool owned = false)
-      : db_(&db), stmt_(stmt), owned_(owned) {}
+  // `in_use` is the cache's flag for `stmt`, cleared again at the end.
+  Query(SqliteDb& db, sqlite3_stmt* stmt, bool owned = false, bool* in_use = nullptr)
+      : db_(&db), stmt_(stmt), owned_(owned), in_use_(in_use) {}
   Query(Query&& other) noexcept
-      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)), owned_(other.owned_) {}
+      : db_(other.db_),
+        stmt_(std::exchange(other.stmt_, nullptr)),
+        owned_(other.owned_),
+        in_use_(std::exchange(other.in_use_, nullptr)) {}
   Query(const Query&) = delete;
   Query& operator=(const Query&) = delete;
   Query& operator=(Query&&) = delete;
@@ -60,6 +65,7 @@ class Query {
   SqliteDb* db_;
   sqlite3_stmt* stmt_;
   bool owned_ = false;  // finalized, not returned to the cache, at the end
+  bool* in_use_ = nullptr;
 };
 
 class SqliteDb {
@@ -80,15 +86,21 @@ class SqliteDb {
 
   // Runs one or more statements that return no rows of interest.
   Status exec(std::string_view sql, std::string_view what);
-  // A cached prepared statement; check valid() or let step() fail.
-  Query query(const std::string& sql);
-  // A statement finalized after use: for SQL assembled per request (data
-  // API filters), whose shapes would otherwise grow the cache without bound.
-  Query query_once(const std::string& sql);
+  // A cached prepared statement; check valid() or let step() fail. A
+  // statement already in use (nested use of the same SQL) is prepared anew
+  // for this use alone.
+  Query query(std::string_view sql);
+  // For SQL assembled per request (data API filters): cached too, but only
+  // the kMaxTransient most recently used shapes are kept, so that the cache
+  // cannot grow without bound.
+  Query query_once(std::string_view sql);
+  // One statement without rows of interest (BEGIN, SAVEPOINT ...) through
+  // the cache: parsed once, not on every call as exec() does.
+  Status run(std::string_view sql, std::string_view what);
   // The first column of the first row as an integer, or `fallback` when
   // there is no row.
-  Result<int64_t> scalar_int(const std::string& sql, int64_t fallback);
-  Result<std::string> scalar_text(const std::string& sql);
+  Result<int64_t> scalar_int(std::string_view sql, int64_t fallback);
+  Result<std::string> scalar_text(std::string_view sql);
   // Rows changed by the last INSERT, UPDATE or DELETE.
   int64_t changes() const { return sqlite3_changes64(db_.get()); }
 
@@ -105,10 +117,30 @@ class SqliteDb {
     void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
   };
   using StmtPtr = std::unique_ptr<sqlite3_stmt, FinalizeStmt>;
+  struct Cached {
+    StmtPtr stmt;
+    bool in_use = false;
+    uint64_t last_used = 0;  // transient statements only
+  };
+  struct SqlHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view sql) const {
+      return std::hash<std::string_view>{}(sql);
+    }
+  };
+  using Cache = std::unordered_map<std::string, Cached, SqlHash, std::equal_to<>>;
+
+  static constexpr size_t kMaxTransient = 64;
+
+  sqlite3_stmt* prepare(std::string_view sql, bool persistent);
+  Query use(Cache& cache, std::string_view sql, bool persistent);
+  void evict_transient();
 
   // Statements are declared after the connection so they finalize first.
   std::unique_ptr<sqlite3, CloseDb> db_;
-  std::map<std::string, StmtPtr, std::less<>> statements_;
+  Cache statements_;
+  Cache transient_;
+  uint64_t uses_ = 0;
 };
 
 }  // namespace kiln::store

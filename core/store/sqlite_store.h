@@ -106,6 +106,14 @@ class SqliteStore final : public Store {
                          Completion<int64_t> done) override;
   void query(Resource resource, ResultSpec spec, Completion<nlohmann::json> done) override;
 
+  // ---- Users, in users.cpp ----
+  void add_user(UserChanges user, Completion<int64_t> done) override;
+  void update_user(UserRef user, UserChanges changes, Completion<void> done) override;
+  void remove_user(UserRef user, Completion<void> done) override;
+  void get_user(UserRef user, Completion<UserRecord> done) override;
+  void list_users(std::string match, Completion<std::vector<UserRecord>> done) override;
+  void user_login(std::string bb_username, Completion<UserLogin> done) override;
+
   // While held, the store thread starts no new batch: tests queue a burst
   // and release it to see it committed as one transaction.
   void hold();

@@ -21,7 +21,9 @@
 #include <functional>
 #include <future>
 #include <iosfwd>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -151,6 +153,45 @@ struct StoreStats {
   uint64_t writes = 0;              // write calls executed
   uint64_t reads = 0;               // read calls executed
   uint64_t log_chunks_read = 0;     // logchunks rows fetched by log reads
+};
+
+// ---- Users (users.cpp) -------------------------------------------------
+// Buildbot's user objects: a unique identifier, attributes by type (one
+// value per type; a value belongs to one user: git "Name <email>", email,
+// irc nick, ...), and an optional web/IRC login whose password is kept only
+// as a crypt(3) hash (hash_password below).
+
+struct UserRecord {
+  int64_t uid = 0;
+  std::string identifier;
+  std::optional<std::string> bb_username;
+  bool has_password = false;  // the hash itself leaves the store only via user_login
+  std::map<std::string, std::string> attributes;  // attr_type -> attr_data
+};
+
+// A new user, or the changes to one: unset fields stay as they are. An
+// attribute given an empty value is removed; bb_username "" removes the
+// login, password included.
+struct UserChanges {
+  std::optional<std::string> identifier;
+  std::map<std::string, std::string> attributes;
+  std::optional<std::string> bb_username;
+  std::optional<std::string> bb_password_hash;  // hash_password()'s output, never a password
+};
+
+// Which user: by uid when it is nonzero, else by identifier.
+struct UserRef {
+  int64_t uid = 0;
+  std::string identifier;
+
+  std::string describe() const;  // "user 3", "user 'alice'"
+};
+
+// What a login check needs (verify_password).
+struct UserLogin {
+  int64_t uid = 0;
+  std::string identifier;
+  std::string bb_password_hash;
 };
 
 class Store {
@@ -356,6 +397,29 @@ class Store {
   Result<int64_t> delete_old_builds_sync(int64_t builderid, int64_t older_than,
                                          int64_t batch_size);
   Result<nlohmann::json> query_sync(Resource resource, ResultSpec spec);
+
+  // ---- Users (users.cpp) ----------------------------------------------
+  // One call each, atomic. kInvalidArgument when an identifier, username
+  // or attribute value already belongs to another user (the message names
+  // that user) or a field is malformed; kNotFound when the user is missing.
+  // add_user needs an identifier.
+  virtual void add_user(UserChanges user, Completion<int64_t> done) = 0;
+  virtual void update_user(UserRef user, UserChanges changes, Completion<void> done) = 0;
+  // Its attributes and change links go with it; its changes stay.
+  virtual void remove_user(UserRef user, Completion<void> done) = 0;
+  virtual void get_user(UserRef user, Completion<UserRecord> done) = 0;
+  // By uid. A non-empty `match` keeps the users whose identifier, username
+  // or one attribute value equals it.
+  virtual void list_users(std::string match, Completion<std::vector<UserRecord>> done) = 0;
+  // kNotFound when no user has this username or that user has no password.
+  virtual void user_login(std::string bb_username, Completion<UserLogin> done) = 0;
+
+  Result<int64_t> add_user_sync(UserChanges user);
+  Status update_user_sync(UserRef user, UserChanges changes);
+  Status remove_user_sync(UserRef user);
+  Result<UserRecord> get_user_sync(UserRef user);
+  Result<std::vector<UserRecord>> list_users_sync(std::string match = {});
+  Result<UserLogin> user_login_sync(std::string bb_username);
 };
 
 // Runs `start` with a store-thread completion and blocks for its outcome:
@@ -397,5 +461,18 @@ Result<std::unique_ptr<Store>> open_store(OpenOptions options);
 Status upgrade_master(const std::string& db_url,
                       const std::filesystem::path& master_dir, std::ostream& out,
                       std::vector<Migration> migrations = {});
+
+// ---- Passwords (users.cpp) ---------------------------------------------
+// A crypt(3) hash of `password`: yescrypt ("$y$...") with a fresh salt from
+// /dev/urandom. kInvalidArgument for an empty password or one holding a NUL
+// byte; kIo when no random bytes or no hash could be had. Costs tens of
+// milliseconds of CPU on purpose: keep it off the event loop.
+Result<std::string> hash_password(std::string_view password);
+// Whether `password` hashes to `hash` (any scheme libcrypt knows), compared
+// in constant time. False for a malformed hash. As costly as hash_password.
+bool verify_password(std::string_view password, std::string_view hash);
+// Whether `text` looks like a hash this store writes or accepts ("$y$",
+// "$6$" sha512-crypt, "$2b$" bcrypt, "$7$" scrypt), not a plain password.
+bool is_password_hash(std::string_view text);
 
 }  // namespace kiln::store

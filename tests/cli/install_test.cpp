@@ -1,6 +1,7 @@
 // `cmake --install` of the build tree yields a usable SDK: the out-of-tree
-// example plugin (examples/hello-plugin) configures and builds against the
-// installed package alone, and the installed kiln loads it.
+// example plugins (examples/hello-plugin, examples/framboozle-step)
+// configure and build against the installed package alone, and the
+// installed kiln loads them.
 
 #include <catch2/catch.hpp>
 
@@ -14,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -57,9 +59,8 @@ Run run(const std::string& command, const fs::path& dir) {
   return r;
 }
 
-// Installs the build tree into tmp/prefix and builds the example plugin
-// out of tree in tmp/hello against it; returns the plugin's path.
-fs::path install_and_build_hello(const TempDir& tmp) {
+// Installs the build tree into tmp/prefix.
+void install(const TempDir& tmp) {
   const fs::path prefix = tmp.path / "prefix";
   Run install = run("cmake --install " + quoted(KILN_BUILD_DIR) + " --prefix " + quoted(prefix), tmp.path);
   INFO(install.output);
@@ -67,9 +68,15 @@ fs::path install_and_build_hello(const TempDir& tmp) {
   CHECK(fs::exists(prefix / "bin" / "kiln"));
   CHECK(fs::exists(prefix / "include" / "kiln" / "plugin_api.h"));
   CHECK(fs::exists(prefix / "include" / "kiln" / "sdk" / "plugin.hpp"));
+  CHECK(fs::exists(prefix / "include" / "kiln" / "sdk" / "step.hpp"));
+}
 
-  const fs::path build = tmp.path / "hello";
-  Run configure = run("cmake -S " + quoted(fs::path(KILN_SOURCE_DIR) / "examples" / "hello-plugin") + " -B " +
+// Builds examples/<example> out of tree in tmp/<example> against the
+// package installed in tmp/prefix; returns the built kiln-<name>.so.
+fs::path build_example(const TempDir& tmp, const std::string& example, const std::string& name) {
+  const fs::path prefix = tmp.path / "prefix";
+  const fs::path build = tmp.path / example;
+  Run configure = run("cmake -S " + quoted(fs::path(KILN_SOURCE_DIR) / "examples" / example) + " -B " +
                           quoted(build) + " -G Ninja -DCMAKE_PREFIX_PATH=" + quoted(prefix),
                       tmp.path);
   INFO(configure.output);
@@ -86,7 +93,26 @@ fs::path install_and_build_hello(const TempDir& tmp) {
   Run compile = run("cmake --build " + quoted(build), tmp.path);
   INFO(compile.output);
   REQUIRE(compile.status == 0);
-  return build / "kiln-hello.so";
+  return build / ("kiln-" + name + ".so");
+}
+
+fs::path install_and_build_hello(const TempDir& tmp) {
+  install(tmp);
+  return build_example(tmp, "hello-plugin", "hello");
+}
+
+// `kiln plugins` rows as {kind, type, version, library}.
+std::vector<std::vector<std::string>> plugin_rows(const std::string& output) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream lines(output);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::vector<std::string> row(4);
+    fields >> row[0] >> row[1] >> row[2] >> row[3];
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 }  // namespace
@@ -142,4 +168,27 @@ TEST_CASE("the installed kiln lists the example plugin's components from KILN_PL
   INFO(show.output);
   CHECK(show.status == 0);
   CHECK_THAT(show.output, Catch::Contains("greeting") && Catch::Contains("Writes a greeting"));
+}
+
+TEST_CASE("the installed SDK builds the straight-line Framboozle step and kiln lists its step type",
+          "[install]") {
+  TempDir tmp;
+  install(tmp);
+  const fs::path plugin = build_example(tmp, "framboozle-step", "framboozle");
+  REQUIRE(fs::exists(plugin));
+  const std::string env = "KILN_PLUGIN_PATH=" + quoted(plugin.parent_path()) + " ";
+  const std::string kiln = quoted(tmp.path / "prefix" / "bin" / "kiln");
+
+  Run list = run(env + kiln + " plugins", tmp.path);
+  INFO(list.output);
+  CHECK(list.status == 0);
+  const std::vector<std::string> expected = {"step", "framboozle", "0.1.0", "kiln-framboozle.so"};
+  bool listed = false;
+  for (const auto& row : plugin_rows(list.output)) listed = listed || row == expected;
+  CHECK(listed);
+
+  Run show = run(env + kiln + " plugins framboozle", tmp.path);
+  INFO(show.output);
+  CHECK(show.status == 0);
+  CHECK_THAT(show.output, Catch::Contains("marker") && Catch::Contains("FNURRRGH!"));
 }

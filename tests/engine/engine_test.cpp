@@ -186,10 +186,11 @@ TEST_CASE("builds on one builder get increasing numbers and each request complet
   EngineFixture f(R"yaml(
 workers: [{name: w1, type: local, max_builds: 2}]
 builders:
-  - {name: quick, workers: [w1], steps: [{type: shell, command: "true"}]}
+  - {name: quick, workers: [w1], collapse_requests: false, steps: [{type: shell, command: "true"}]}
 )yaml");
   REQUIRE(f.start().empty());
   f.watch_builds();
+  // Without collapsing, five requests are five builds.
   for (int i = 0; i < 5; ++i) f.submit({{"builders", {"quick"}}});
   auto finished = f.wait_finished(5);
   std::set<int64_t> numbers;

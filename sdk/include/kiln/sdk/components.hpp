@@ -232,9 +232,8 @@ inline void command_complete(void* user, kiln_str result_json) {
 }  // namespace detail
 
 // One run of a step in a build. run() starts the work and returns at once;
-// the step ends with finish(). The helpers below are the ABI's step services;
-// they are callback-based today and are meant to back a straight-line style
-// once the engine offers it.
+// the step ends with finish(). The helpers below are the ABI's step services,
+// callback-based; SimpleStep (step.hpp) builds straight-line steps on them.
 class Step : public Component {
  public:
   using Component::Component;

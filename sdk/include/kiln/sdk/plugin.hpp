@@ -12,6 +12,9 @@
 // components.hpp base classes ChangeSource, Scheduler, Step, Worker,
 //                Reporter, Policy
 // component.hpp  component<T>(): descriptors whose trampolines catch everything
+// poller.hpp     Poller (polling change sources), ProgramRunner (external
+//                programs on a plugin thread, results back on the loop)
+// step.hpp       SimpleStep: steps written as straight-line run() code
 // entry.hpp      KILN_PLUGIN(...): the exported entry point
 // See docs/plugin-guide.md.
 
@@ -21,4 +24,6 @@
 #include <kiln/sdk/context.hpp>
 #include <kiln/sdk/components.hpp>
 #include <kiln/sdk/component.hpp>
+#include <kiln/sdk/poller.hpp>
+#include <kiln/sdk/step.hpp>
 #include <kiln/sdk/entry.hpp>
