@@ -1095,14 +1095,7 @@ uint64_t EngineCore::add_step_log(StepRun& run, const std::string& name, char ty
       l->queued.push_back(std::move(lines));
       return;
     }
-    const int64_t logid = l->logid;
-    store.append_log(logid, std::move(lines),
-                     guarded(alive, [this, logid](store::Result<store::LineRange> r) {
-                       if (!r.ok()) return;
-                       publish("logs/" + std::to_string(logid) + "/append",
-                               {{"logid", logid}, {"first_line", r.value.first_line},
-                                {"last_line", r.value.last_line}});
-                     }));
+    append_log_lines(l->logid, std::move(lines));
   });
   run.logs[handle] = log;
   // The step may finish (and its run go) before the store names the log:
@@ -1119,22 +1112,10 @@ uint64_t EngineCore::add_step_log(StepRun& run, const std::string& name, char ty
             {{"logid", log->logid}, {"name", name}, {"stepid", stepid}, {"complete", false}});
     auto queued = std::move(log->queued);
     log->queued.clear();
-    const int64_t logid = log->logid;
-    for (auto& lines : queued) {
-      store.append_log(logid, std::move(lines),
-                       guarded(alive, [this, logid](store::Result<store::LineRange> appended) {
-                         if (!appended.ok()) return;
-                         publish("logs/" + std::to_string(logid) + "/append",
-                                 {{"logid", logid}, {"first_line", appended.value.first_line},
-                                  {"last_line", appended.value.last_line}});
-                       }));
-    }
+    for (auto& lines : queued) append_log_lines(log->logid, std::move(lines));
     if (log->finish_requested && !log->finished) {
       log->finished = true;
-      store.finish_log(logid, guarded(alive, [this, logid](store::Status) {
-        publish("logs/" + std::to_string(logid) + "/finished",
-                {{"logid", logid}, {"complete", true}});
-      }));
+      finish_log_record(log->logid);
     }
   }));
   return handle;
@@ -1146,11 +1127,24 @@ void EngineCore::finish_step_log(StepLog& log) {
   log.finish_requested = true;
   if (log.logid != 0 && !log.finished) {
     log.finished = true;
-    const int64_t logid = log.logid;
-    store.finish_log(logid, guarded(alive, [this, logid](store::Status) {
-      publish("logs/" + std::to_string(logid) + "/finished", {{"logid", logid}, {"complete", true}});
-    }));
+    finish_log_record(log.logid);
   }
+}
+
+void EngineCore::append_log_lines(int64_t logid, std::string lines) {
+  store.append_log(logid, std::move(lines),
+                   guarded(alive, [this, logid](store::Result<store::LineRange> appended) {
+                     if (!appended.ok()) return;
+                     publish("logs/" + std::to_string(logid) + "/append",
+                             {{"logid", logid}, {"first_line", appended.value.first_line},
+                              {"last_line", appended.value.last_line}});
+                   }));
+}
+
+void EngineCore::finish_log_record(int64_t logid) {
+  store.finish_log(logid, guarded(alive, [this, logid](store::Status) {
+    publish("logs/" + std::to_string(logid) + "/finished", {{"logid", logid}, {"complete", true}});
+  }));
 }
 
 void EngineCore::flush_logs() {

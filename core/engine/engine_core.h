@@ -240,6 +240,9 @@ struct EngineCore {
   void flush_logs();
   uint64_t add_step_log(StepRun& run, const std::string& name, char type);
   void finish_step_log(StepLog& log);
+  // Store a log's lines or its end, then publish logs/N/append or /finished.
+  void append_log_lines(int64_t logid, std::string lines);
+  void finish_log_record(int64_t logid);
 
   // --- control -------------------------------------------------------------
   void control(std::string_view path, std::string_view action, const json& args, DataDone done);
