@@ -11,6 +11,7 @@
 #include "store/store.h"
 #include "store/temp_dir.h"
 #include "util/event_loop.h"
+#include "util/pump_loop.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -45,15 +46,9 @@ inline uint16_t free_port() {
   return a.local_endpoint().port();
 }
 
-// Pumps `loop` until pred() holds or `limit` passes.
 inline bool run_until(kiln::util::EventLoop& loop, const std::function<bool()>& pred,
                       std::chrono::milliseconds limit = std::chrono::seconds(20)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    if (loop.poll() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
+  return kiln::testing::pump_until(loop, pred, limit);
 }
 
 // A Buildbot worker made with `buildbot-worker create-worker` (msgpack

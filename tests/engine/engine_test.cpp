@@ -9,6 +9,7 @@
 #include "store/store.h"
 #include "store/temp_dir.h"
 #include "util/event_loop.h"
+#include "util/pump_loop.h"
 
 #include <catch2/catch.hpp>
 
@@ -61,16 +62,7 @@ class EngineFixture {
   kiln::store::Store& store() { return *store_; }
   const std::filesystem::path& dir() const { return dir_.path(); }
 
-  // Pumps the loop until pred() holds or 20 s pass (a generous bound for a
-  // loaded machine; the work itself takes milliseconds).
-  bool run_until(const std::function<bool()>& pred) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      if (loop_.poll() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
-  }
+  bool run_until(const std::function<bool()>& pred) { return kiln::testing::pump_until(loop_, pred); }
 
   json get(const std::string& path, json query = nullptr) {
     json out;

@@ -4,6 +4,7 @@
 
 #include "store/temp_dir.h"
 #include "util/event_loop.h"
+#include "util/pump_loop.h"
 
 #include <catch2/catch.hpp>
 
@@ -91,14 +92,6 @@ class GitRepo {
   std::filesystem::path dir_;
 };
 
-// Pumps the loop until pred() holds or `seconds` of real time pass.
-inline bool pump_until(kiln::util::EventLoop& loop, const std::function<bool()>& pred, int seconds = 20) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    if (loop.poll() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
+using kiln::testing::pump_until;
 
 }  // namespace kiln::git::test

@@ -10,6 +10,7 @@
 #include "store/store.h"
 #include "store/temp_dir.h"
 #include "util/event_loop.h"
+#include "util/pump_loop.h"
 
 #include <catch2/catch.hpp>
 
@@ -73,15 +74,8 @@ class Master {
   const std::filesystem::path& dir() const { return dir_.path(); }
   kiln::engine::Engine& engine() { return *engine_; }
 
-  // Pumps the loop until pred() holds or `limit` passes (generous for a
-  // loaded machine; the work itself takes milliseconds).
   bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      if (loop_.poll() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
+    return kiln::testing::pump_until(loop_, pred, limit);
   }
 
   json get(const std::string& path) {
