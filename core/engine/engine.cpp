@@ -1132,8 +1132,11 @@ void EngineCore::finish_step_log(StepLog& log) {
 }
 
 void EngineCore::append_log_lines(int64_t logid, std::string lines) {
+  const size_t bytes = lines.size();
+  output_throttle.queued(bytes);
   store.append_log(logid, std::move(lines),
-                   guarded(alive, [this, logid](store::Result<store::LineRange> appended) {
+                   guarded(alive, [this, logid, bytes](store::Result<store::LineRange> appended) {
+                     output_throttle.committed(bytes);
                      if (!appended.ok()) return;
                      publish("logs/" + std::to_string(logid) + "/append",
                              {{"logid", logid}, {"first_line", appended.value.first_line},
@@ -1375,6 +1378,9 @@ json EngineCore::status() const {
                               {"problem", w->problem.empty() ? json() : json(w->problem)},
                               {"quarantine", distribution->quarantine_of(name)}});
   }
+  out["log_backlog"] = {{"queued_bytes", output_throttle.queued_bytes()},
+                        {"peak_bytes", output_throttle.peak_bytes()},
+                        {"paused_workers", output_throttle.paused_workers()}};
   return out;
 }
 

@@ -184,6 +184,13 @@ kiln_status WorkerContext::command_output(uint64_t command_id, kiln_stream strea
   return KILN_OK;
 }
 
+kiln_status WorkerContext::output_throttle(std::function<void()> resume) {
+  auto guarded_resume = [alive = std::weak_ptr<bool>(alive_), resume = std::move(resume)] {
+    if (alive.lock()) resume();
+  };
+  return core_.output_throttle.should_pause(std::move(guarded_resume)) ? KILN_ERR_RETRY : KILN_OK;
+}
+
 kiln_status WorkerContext::command_update(uint64_t command_id, std::string_view update_json) {
   auto it = core_.commands.find(command_id);
   if (it == core_.commands.end()) return KILN_ERR_NOT_FOUND;

@@ -68,9 +68,12 @@ class WorkerContext final : public ComponentContext {
   kiln_status transfer_write(uint64_t command_id, Bytes data) override;
   kiln_status transfer_read(uint64_t command_id, size_t max_len,
                             std::vector<uint8_t>& out) override;
+  kiln_status output_throttle(std::function<void()> resume) override;
 
  private:
   WorkerSlot& slot_;
+  // A registered resume must not reach a worker whose context is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // One run of a step in a build.

@@ -7,6 +7,7 @@
 #include "engine/engine.h"
 #include "engine/interpolate.h"
 #include "engine/log_writer.h"
+#include "engine/output_throttle.h"
 #include "engine/policies.h"
 #include "engine/step_results.h"
 
@@ -278,6 +279,7 @@ struct EngineCore {
   uint64_t retention_timer = 0;
   bool retention_running = false;
   std::shared_ptr<std::function<void()>> retention_chain;  // the batch in flight
+  OutputThrottle output_throttle;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   // Last, so that policy instances go before the state they use.
   std::unique_ptr<Policies> policies = std::make_unique<Policies>(*this);

@@ -88,6 +88,8 @@ kiln_status kiln_ctx::policy_call(std::string_view, std::string_view, std::strin
   return KILN_ERR_UNSUPPORTED;
 }
 
+kiln_status kiln_ctx::output_throttle(std::function<void()>) { return KILN_OK; }
+
 namespace kiln::plugin {
 
 namespace {
@@ -489,6 +491,12 @@ kiln_status h_policy_call(kiln_ctx* ctx, kiln_str policy_name, kiln_str args_jso
   return status;
 }
 
+kiln_status h_output_throttle(kiln_ctx* ctx, kiln_fn resume, void* user) {
+  if (ctx == nullptr || resume == nullptr) return KILN_ERR_INVALID_ARGUMENT;
+  return on_loop(ctx, "output_throttle",
+                 [&] { return ctx->output_throttle([resume, user] { resume(user); }); });
+}
+
 const kiln_host_api kHostApi = {
     .struct_size = sizeof(kiln_host_api),
     .abi_version = KILN_ABI_VERSION,
@@ -530,6 +538,7 @@ const kiln_host_api kHostApi = {
     .transfer_read = h_transfer_read,
     .context_info = h_context_info,
     .policy_call = h_policy_call,
+    .output_throttle = h_output_throttle,
 };
 
 }  // namespace

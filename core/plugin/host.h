@@ -108,6 +108,9 @@ struct kiln_ctx {
   virtual kiln_status context_info(std::string& out_json);
   virtual kiln_status policy_call(std::string_view policy_name, std::string_view args_json,
                                   std::string& out_json, std::string& error);
+  // KILN_ERR_RETRY while the master is behind storing command output, and
+  // then resume() runs on the loop once it has caught up; KILN_OK otherwise.
+  virtual kiln_status output_throttle(std::function<void()> resume);
 };
 
 namespace kiln::plugin {

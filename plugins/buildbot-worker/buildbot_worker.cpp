@@ -20,7 +20,9 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <utility>
 #include <variant>
+#include <vector>
 
 namespace {
 
@@ -269,7 +271,32 @@ class BuildbotWorker final : public sdk::Worker {
     }
     auto link = s->link;  // handling may end the session
     handle(*s, event.data);
-    link->consumed(event.data.size());
+    release_read_backlog(link, event.data.size());
+  }
+
+  // Lets the link read on now, or, while the master is behind storing
+  // output, once it has caught up: until then the socket waits unread and
+  // the worker's own sends block, so the master's memory stays flat.
+  void release_read_backlog(const std::shared_ptr<bw::Link>& link, size_t bytes) {
+    if (resume_registered_ || master_wants_pause()) {
+      deferred_reads_.emplace_back(link, bytes);
+      return;
+    }
+    link->consumed(bytes);
+  }
+  bool master_wants_pause() {
+    const kiln_host_api* h = sdk::Host::api();
+    if (!KILN_HAS(kiln_host_api, h, output_throttle)) return false;
+    // This instance outlives its context's registered resumes.
+    auto resume = [](void* user) { static_cast<BuildbotWorker*>(user)->on_master_ready(); };
+    resume_registered_ = h->output_throttle(context().raw(), resume, this) == KILN_ERR_RETRY;
+    return resume_registered_;
+  }
+  void on_master_ready() {
+    resume_registered_ = false;
+    for (auto& [weak, bytes] : std::exchange(deferred_reads_, {})) {
+      if (auto link = weak.lock()) link->consumed(bytes);
+    }
   }
 
   // Forgets a session that never was, or no longer is, the worker's.
@@ -531,6 +558,8 @@ class BuildbotWorker final : public sdk::Worker {
   uint64_t keepalive_timer_ = 0;
   std::map<uint64_t, Command> commands_;
   std::vector<sdk::Reply> shutdown_replies_;
+  bool resume_registered_ = false;
+  std::vector<std::pair<std::weak_ptr<bw::Link>, size_t>> deferred_reads_;
 };
 
 }  // namespace

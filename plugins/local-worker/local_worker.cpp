@@ -6,7 +6,9 @@
 // us: progress is queued for the loop (Hub::push) instead of calling host
 // functions from the worker thread, and stop() first releases every worker-
 // thread wait, then joins. Output is back-pressured: the worker thread
-// stops reading pipes while more than kMaxQueuedBytes wait for the loop.
+// stops reading pipes while more than kMaxQueuedBytes wait for the loop,
+// and the loop stops draining while the master is behind storing output
+// (the host's output_throttle).
 
 #include <kiln/sdk/plugin.hpp>
 #include <kiln/worker/command_runner.h>
@@ -69,7 +71,11 @@ kiln_stream to_c(worker::Stream stream) {
 // running commands. Shared by the worker and every command's sink.
 class Hub : public std::enable_shared_from_this<Hub> {
  public:
-  explicit Hub(sdk::Context ctx) : ctx_(std::move(ctx)) {}
+  // resume_ref: where the host's output_throttle resume finds this hub; it
+  // lives as long as the worker instance (and so the context), while a hub
+  // may be gone (worker stopped) before a registered resume runs.
+  Hub(sdk::Context ctx, const std::weak_ptr<Hub>* resume_ref)
+      : ctx_(std::move(ctx)), resume_ref_(resume_ref) {}
 
   kiln_ctx* raw() const { return ctx_.raw(); }
 
@@ -123,8 +129,12 @@ class Hub : public std::enable_shared_from_this<Hub> {
     return state->result;
   }
 
-  // Loop thread: runs what the worker thread queued.
+  // Loop thread: runs what the worker thread queued, unless the master is
+  // behind storing output. Then nothing is drained (drain_posted_ stays set)
+  // until the host resumes us: the queue fills, push() holds the worker
+  // thread, and the commands' pipes wait unread.
   void drain() {
+    if (!stopping() && master_wants_pause()) return;
     std::deque<std::pair<std::function<void()>, size_t>> batch;
     {
       std::lock_guard lock(mutex_);
@@ -141,6 +151,20 @@ class Hub : public std::enable_shared_from_this<Hub> {
       queued_bytes_ -= bytes;
     }
     cv_.notify_all();
+  }
+
+  bool master_wants_pause() {
+    const kiln_host_api* h = sdk::Host::api();
+    if (!KILN_HAS(kiln_host_api, h, output_throttle)) return false;
+    auto resume = [](void* user) {
+      if (auto hub = static_cast<const std::weak_ptr<Hub>*>(user)->lock()) hub->drain();
+    };
+    return h->output_throttle(raw(), resume, const_cast<std::weak_ptr<Hub>*>(resume_ref_)) ==
+           KILN_ERR_RETRY;
+  }
+  bool stopping() {
+    std::lock_guard lock(mutex_);
+    return stopping_;
   }
 
   void set_stopping(bool stopping) {
@@ -174,6 +198,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
 
  private:
   sdk::Context ctx_;
+  const std::weak_ptr<Hub>* resume_ref_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::pair<std::function<void()>, size_t>> items_;
@@ -294,7 +319,8 @@ class LocalWorker final : public sdk::Worker {
     settings_.shell = config().value("shell", std::string("/bin/sh"));
     if (settings_.shell.empty()) settings_.shell = "/bin/sh";
 
-    hub_ = std::make_shared<Hub>(context());
+    hub_ = std::make_shared<Hub>(context(), &resumable_hub_);
+    resumable_hub_ = hub_;
     io_ = std::make_unique<boost::asio::io_context>();
     guard_.emplace(io_->get_executor());
     thread_ = std::thread([io = io_.get()] {
@@ -384,6 +410,7 @@ class LocalWorker final : public sdk::Worker {
 
   worker::WorkerSettings settings_;
   std::shared_ptr<Hub> hub_;
+  std::weak_ptr<Hub> resumable_hub_;  // see Hub's resume_ref
   std::unique_ptr<boost::asio::io_context> io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   std::thread thread_;

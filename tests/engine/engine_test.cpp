@@ -2,10 +2,12 @@
 // processes, the shell step streams into real logs in a real SQLite store.
 
 #include "engine/engine.h"
+#include "engine/output_throttle.h"
 
 #include "config/master_config.h"
 #include "master/master_loading.h"
 #include "plugin/registry.h"
+#include "store/sqlite_store.h"
 #include "store/store.h"
 #include "store/temp_dir.h"
 #include "util/event_loop.h"
@@ -60,6 +62,7 @@ class EngineFixture {
   std::string start() { return engine_->start(); }
   kiln::engine::Engine& engine() { return *engine_; }
   kiln::store::Store& store() { return *store_; }
+  kiln::util::EventLoop& loop() { return loop_; }
   const std::filesystem::path& dir() const { return dir_.path(); }
 
   bool run_until(const std::function<bool()>& pred) { return kiln::testing::pump_until(loop_, pred); }
@@ -319,4 +322,56 @@ TEST_CASE("malformed changes and odd property names are refused naming the field
                           });
   REQUIRE(f.run_until([&] { return refused; }));
   CHECK(f.get("buildsets").empty());
+}
+
+TEST_CASE("a step writing faster than the store commits is paused until the store catches up") {
+  TempDir gate_dir{"kiln-throttle-gate"};
+  const auto gate = gate_dir.path() / "go";
+  // 40 MB of 50-byte lines, written once the test has stopped the store.
+  EngineFixture f(R"yaml(
+workers:
+  - {name: w1, type: local}
+builders:
+  - name: flood
+    workers: [w1]
+    steps:
+      - type: shell
+        name: flood
+        command: ["sh", "-c", "while [ ! -e )yaml" + gate.string() + R"yaml( ]; do sleep 0.02; done; yes 0123456789012345678901234567890123456789012345678 | head -c 40000000"]
+)yaml");
+  REQUIRE(f.start().empty());
+  f.watch_builds();
+  bool step_started = false;
+  f.engine().events().subscribe("steps/+/started", [&](const std::string&, const json&) { step_started = true; });
+  f.submit({{"builders", {"flood"}}});
+  REQUIRE(f.run_until([&] { return step_started; }));
+
+  auto* sqlite = dynamic_cast<kiln::store::SqliteStore*>(&f.store());
+  REQUIRE(sqlite != nullptr);
+  sqlite->hold();
+  // Released on every way out, or the fixture's teardown would wait on it.
+  std::unique_ptr<kiln::store::SqliteStore, void (*)(kiln::store::SqliteStore*)> held(
+      sqlite, [](kiln::store::SqliteStore* s) { s->release(); });
+  std::ofstream(gate) << "go";
+  auto backlog = [&] { return f.engine().status()["log_backlog"]; };
+  REQUIRE(f.run_until([&] { return backlog()["paused_workers"] == 1; }));
+  // Paused: the worker holds its pipe, so the backlog stops growing at the
+  // pause mark plus what was already on its way (one drain of the local
+  // worker's queue, 4 MiB, and a line batch), far below the 40 MB written.
+  const size_t bound = kiln::engine::OutputThrottle::kPauseBytes + (4u << 20) + (128u << 10);
+  CHECK(backlog()["peak_bytes"].get<size_t>() <= bound);
+  kiln::testing::pump_until(f.loop(), [] { return false; }, std::chrono::milliseconds(300));
+  CHECK(backlog()["peak_bytes"].get<size_t>() <= bound);
+  CHECK(f.engine().status()["builders"][0]["running"].size() == 1);
+
+  held.reset();
+  auto finished = f.wait_finished(1);
+  CHECK(finished[0]["results"] == KILN_SUCCESS);
+  CHECK(backlog()["peak_bytes"].get<size_t>() <= bound);
+  CHECK(backlog()["queued_bytes"] == 0);
+  json steps = f.get("builds/" + std::to_string(finished[0]["buildid"].get<int64_t>()) + "/steps");
+  json logs = f.get("steps/" + std::to_string(steps[0]["stepid"].get<int64_t>()) + "/logs");
+  REQUIRE(!logs.empty());
+  // 800,000 stdout lines of the flood plus the header lines.
+  CHECK(logs[0]["num_lines"].get<int64_t>() >= 800000);
 }

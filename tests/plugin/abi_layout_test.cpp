@@ -31,7 +31,7 @@ KILN_PIN(kiln_command_handlers, on_output, 8, 8);
 KILN_PIN(kiln_command_handlers, on_update, 16, 8);
 KILN_PIN(kiln_command_handlers, on_complete, 24, 8);
 
-KILN_PIN_SIZE(kiln_host_api, 312);
+KILN_PIN_SIZE(kiln_host_api, 320);
 KILN_PIN(kiln_host_api, struct_size, 0, 4);
 KILN_PIN(kiln_host_api, abi_version, 4, 4);
 KILN_PIN(kiln_host_api, log, 8, 8);
@@ -72,6 +72,7 @@ KILN_PIN(kiln_host_api, transfer_write, 280, 8);
 KILN_PIN(kiln_host_api, transfer_read, 288, 8);
 KILN_PIN(kiln_host_api, context_info, 296, 8);
 KILN_PIN(kiln_host_api, policy_call, 304, 8);
+KILN_PIN(kiln_host_api, output_throttle, 312, 8);
 
 KILN_PIN_SIZE(kiln_change_source_vtable, 32);
 KILN_PIN(kiln_change_source_vtable, struct_size, 0, 4);

@@ -76,7 +76,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define KILN_ABI_MAJOR 1u /* bumped only by a breaking change */
-#define KILN_ABI_MINOR 1u /* bumped by every release that appends */
+#define KILN_ABI_MINOR 2u /* bumped by every release that appends */
 #define KILN_ABI_VERSION ((uint32_t)((KILN_ABI_MAJOR << 16) | KILN_ABI_MINOR))
 #define KILN_ABI_VERSION_MAJOR(v) ((uint32_t)(v) >> 16)
 #define KILN_ABI_VERSION_MINOR(v) ((uint32_t)(v)&0xFFFFu)
@@ -417,6 +417,18 @@ typedef struct kiln_host_api {
   kiln_status (*policy_call)(kiln_ctx *ctx, kiln_str policy_name,
                              kiln_str args_json, kiln_text_cb out,
                              void *out_user, kiln_error *err);
+
+  /* --- 1.2 ---------------------------------------------------------------- */
+
+  /* Worker contexts, any thread. Flow control for command output: when the
+   * master is behind storing the output it was given (a step writes faster
+   * than the store commits), returns KILN_ERR_RETRY and calls resume(user)
+   * on the loop once it has caught up; otherwise returns KILN_OK and never
+   * calls resume. A worker that can pause its source (a pipe, a socket)
+   * asks before taking more output from it, so the master's memory stays
+   * flat however fast a step writes. Output given while behind is still
+   * accepted. Contexts of other kinds always answer KILN_OK. */
+  kiln_status (*output_throttle)(kiln_ctx *ctx, kiln_fn resume, void *user);
 } kiln_host_api;
 
 /* ------------------------------------------------------------------------ */
