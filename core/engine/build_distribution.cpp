@@ -410,67 +410,70 @@ void BuildDistribution::load_build_inputs(Build& build,
   store::ResultSpec br_spec;
   br_spec.filters.push_back({"buildrequestid", store::FilterOp::kEq, std::move(brids)});
   br_spec.properties = {"*"};
+  store::ResultSpec bs_spec;
+  bs_spec.filters.push_back({"bsid", store::FilterOp::kEq, std::move(bsids)});
   Build* b = &build;
+  // Both reads are queued at once, so the store runs them in one batch;
+  // completions come in call order, so the requests are in by the time the
+  // buildsets arrive.
+  auto requests = std::make_shared<store::Result<json>>();
+  core_.store.query(store::Resource::kBuildrequests, br_spec,
+                    [requests](store::Result<json> br) { *requests = std::move(br); });
   core_.store.query(
-      store::Resource::kBuildrequests, br_spec,
-      guarded(core_.alive, [this, b, bsids, done](store::Result<json> br) mutable {
-        store::ResultSpec bs_spec;
-        bs_spec.filters.push_back({"bsid", store::FilterOp::kEq, std::move(bsids)});
-        core_.store.query(
-            store::Resource::kBuildsets, bs_spec,
-            guarded(core_.alive, [b, br, done](store::Result<json> bs) {
-              std::map<int64_t, json> request_rows, buildset_rows;
-              if (br.ok()) {
-                for (const auto& row : br.value) request_rows[row.value("buildrequestid", int64_t{0})] = row;
+      store::Resource::kBuildsets, bs_spec,
+      guarded(core_.alive, [b, requests, done](store::Result<json> bs) {
+        const store::Result<json>& br = *requests;
+        std::map<int64_t, json> request_rows, buildset_rows;
+        if (br.ok()) {
+          for (const auto& row : br.value) request_rows[row.value("buildrequestid", int64_t{0})] = row;
+        }
+        if (bs.ok()) {
+          for (const auto& row : bs.value) buildset_rows[row.value("bsid", int64_t{0})] = row;
+        }
+        const PendingRequest& primary = b->requests.front();
+        json request = request_rows.count(primary.brid) ? request_rows[primary.brid] : json::object();
+        json buildset = buildset_rows.count(primary.bsid) ? buildset_rows[primary.bsid] : json::object();
+        if (b->requests.size() > 1) {
+          // Oldest first, so that the newest request's values win.
+          std::vector<const PendingRequest*> by_age;
+          for (const auto& r : b->requests) by_age.push_back(&r);
+          std::sort(by_age.begin(), by_age.end(),
+                    [](auto* x, auto* y) { return age_key(*x) < age_key(*y); });
+          json properties = json::object();
+          std::map<std::string, json> stamps;
+          std::vector<std::string> codebases;
+          std::map<std::string, std::vector<int64_t>> changes;
+          for (const PendingRequest* r : by_age) {
+            const json row = request_rows.count(r->brid) ? request_rows[r->brid] : json::object();
+            for (const auto& [k, v] : row.value("properties", json::object()).items()) {
+              properties[k] = v;
+            }
+            const json set = buildset_rows.count(r->bsid) ? buildset_rows[r->bsid] : json::object();
+            for (const auto& ss : set.value("sourcestamps", json::array())) {
+              const std::string cb = ss.value("codebase", "");
+              if (!stamps.count(cb)) codebases.push_back(cb);
+              stamps[cb] = ss;
+            }
+            if (r->source) {
+              for (const auto& ss : r->source->stamps) {
+                auto& ids = changes[ss.codebase];
+                ids.insert(ids.end(), ss.changeids.begin(), ss.changeids.end());
               }
-              if (bs.ok()) {
-                for (const auto& row : bs.value) buildset_rows[row.value("bsid", int64_t{0})] = row;
-              }
-              const PendingRequest& primary = b->requests.front();
-              json request = request_rows.count(primary.brid) ? request_rows[primary.brid] : json::object();
-              json buildset = buildset_rows.count(primary.bsid) ? buildset_rows[primary.bsid] : json::object();
-              if (b->requests.size() > 1) {
-                // Oldest first, so that the newest request's values win.
-                std::vector<const PendingRequest*> by_age;
-                for (const auto& r : b->requests) by_age.push_back(&r);
-                std::sort(by_age.begin(), by_age.end(),
-                          [](auto* x, auto* y) { return age_key(*x) < age_key(*y); });
-                json properties = json::object();
-                std::map<std::string, json> stamps;
-                std::vector<std::string> codebases;
-                std::map<std::string, std::vector<int64_t>> changes;
-                for (const PendingRequest* r : by_age) {
-                  const json row = request_rows.count(r->brid) ? request_rows[r->brid] : json::object();
-                  for (const auto& [k, v] : row.value("properties", json::object()).items()) {
-                    properties[k] = v;
-                  }
-                  const json set = buildset_rows.count(r->bsid) ? buildset_rows[r->bsid] : json::object();
-                  for (const auto& ss : set.value("sourcestamps", json::array())) {
-                    const std::string cb = ss.value("codebase", "");
-                    if (!stamps.count(cb)) codebases.push_back(cb);
-                    stamps[cb] = ss;
-                  }
-                  if (r->source) {
-                    for (const auto& ss : r->source->stamps) {
-                      auto& ids = changes[ss.codebase];
-                      ids.insert(ids.end(), ss.changeids.begin(), ss.changeids.end());
-                    }
-                  }
-                }
-                json merged = json::array();
-                for (const auto& cb : codebases) {
-                  json ss = stamps[cb];
-                  auto& ids = changes[cb];
-                  std::sort(ids.begin(), ids.end());
-                  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-                  ss["changeids"] = ids;
-                  merged.push_back(std::move(ss));
-                }
-                request["properties"] = std::move(properties);
-                buildset["sourcestamps"] = std::move(merged);
-              }
-              done(std::move(request), std::move(buildset));
-            }));
+            }
+          }
+          json merged = json::array();
+          for (const auto& cb : codebases) {
+            json ss = stamps[cb];
+            auto& ids = changes[cb];
+            std::sort(ids.begin(), ids.end());
+            ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+            ss["changeids"] = ids;
+            merged.push_back(std::move(ss));
+          }
+          request["properties"] = std::move(properties);
+          buildset["sourcestamps"] = std::move(merged);
+        }
+        done(std::move(request), std::move(buildset));
       }));
 }
 
