@@ -8,7 +8,6 @@
 #include "git_text.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -77,17 +76,7 @@ sdk::Status GitPoller::validate(const json& config) {
 }
 
 sdk::Status GitPoller::start() {
-  namespace fs = std::filesystem;
-  fs::path master_dir = ".";
-  if (auto info = context().info(); info.ok() && info->is_object()) {
-    if (auto it = info->find("master_dir"); it != info->end() && it->is_string()) master_dir = it->get<std::string>();
-  }
-  const std::string workdir = config().value("workdir", "");
-  if (!workdir.empty()) {
-    mirror_ = fs::path(workdir).is_absolute() ? workdir : (master_dir / workdir).string();
-  } else {
-    mirror_ = (master_dir / ("gitpoller-" + url_hash(repourl_))).string();
-  }
+  mirror_ = master_folder(config().value("workdir", ""), "gitpoller", repourl_);
   return Poller::start();
 }
 

@@ -1,5 +1,7 @@
 #include "git_text.h"
 
+#include <kiln/sdk/poller.hpp>
+
 #include <cstdio>
 
 namespace kiln::git {
@@ -127,16 +129,7 @@ std::string tracking_ref(std::string_view ref) {
   return "refs/kiln/" + std::string(ref);
 }
 
-std::string url_hash(std::string_view url) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : url) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string url_hash(std::string_view url) { return kiln::sdk::stable_hash_hex(url); }
 
 std::string trim_right(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||

@@ -1,10 +1,9 @@
-// git-poller on real repositories: the REAL kiln-git.so, an in-memory state
-// backend that outlives instances (restarts), and a manual clock.
+// git-poller on real repositories: the REAL kiln-git.so in the shared poller
+// harness (state that outlives instances, a manual clock).
 
 #include "git_test_support.h"
 
-#include "plugin/host.h"
-#include "plugin/registry.h"
+#include "util/poller_harness.h"
 
 #include <nlohmann/json.hpp>
 
@@ -20,142 +19,27 @@ namespace {
 using nlohmann::json;
 using kiln::git::test::GitRepo;
 using kiln::git::test::pump_until;
-using kiln::testing::TempDir;
+using kiln::testing::revisions_of;
 
-// Survives the instances, as the store does across master restarts.
-class MemoryState final : public kiln::plugin::StateBackend {
+// git-poller over an upstream repository of its own.
+class PollerFixture : public kiln::testing::PollerHarness {
  public:
-  void get(const kiln::plugin::StateKey& key, Done done) override {
-    auto it = values.find(key.name + "/" + key.key);
-    done(KILN_OK, it == values.end() ? "null" : it->second);
-  }
-  void put(const kiln::plugin::StateKey& key, std::string value, Done done) override {
-    values[key.name + "/" + key.key] = std::move(value);
-    ++puts;
-    done(KILN_OK, "null");
-  }
-  json value(const std::string& name, const std::string& key) const {
-    auto it = values.find(name + "/" + key);
-    return it == values.end() ? json() : json::parse(it->second);
-  }
-  std::map<std::string, std::string> values;
-  int puts = 0;
-};
-
-struct Recorded {
-  std::vector<json> changes;
-  std::vector<std::pair<kiln_log_level, std::string>> logs;
-  int errors() const {
-    return static_cast<int>(std::count_if(logs.begin(), logs.end(),
-                                          [](const auto& l) { return l.first == KILN_LOG_ERROR; }));
-  }
-  bool logged(kiln_log_level level, const std::string& part) const {
-    return std::any_of(logs.begin(), logs.end(), [&](const auto& l) {
-      return l.first == level && l.second.find(part) != std::string::npos;
-    });
-  }
-};
-
-class PollerContext final : public kiln::plugin::InstanceContext {
- public:
-  PollerContext(kiln::util::EventLoop& loop, MemoryState& state, std::string master_dir,
-                std::shared_ptr<Recorded> rec)
-      : InstanceContext(loop, &state, KILN_KIND_CHANGE_SOURCE, "poller"),
-        master_dir_(std::move(master_dir)),
-        rec_(std::move(rec)) {}
-
-  void log(kiln_log_level level, std::string_view message) override {
-    rec_->logs.emplace_back(level, std::string(message));
-  }
-  kiln_status change_add(std::string_view change_json, JsonCallback cb) override {
-    rec_->changes.push_back(json::parse(change_json));
-    const json answer = {{"changeid", rec_->changes.size()}};
-    if (cb) loop()->post([cb, text = answer.dump()] { cb(KILN_OK, text); });
-    return KILN_OK;
-  }
-
- protected:
-  void context_facts(json& facts) const override {
-    facts["master_dir"] = master_dir_;
-    facts["common"] = json::object();
-  }
-
- private:
-  std::string master_dir_;
-  std::shared_ptr<Recorded> rec_;
-};
-
-// One master folder and upstream repository; instances of git-poller are
-// made (and remade, for restarts) on the same state backend.
-class PollerFixture {
- public:
-  PollerFixture() : loop_(std::make_shared<kiln::util::ManualClock>()), upstream_(tmp_ / "upstream") {
-    std::filesystem::create_directories(tmp_ / "master");
-    auto problem = registry_.load_library(std::filesystem::path(KILN_BUILD_PLUGIN_DIR) / "kiln-git.so");
-    REQUIRE_FALSE(problem);
-    type_ = registry_.find(KILN_KIND_CHANGE_SOURCE, "git-poller");
-    REQUIRE(type_ != nullptr);
-  }
-  ~PollerFixture() { destroy(); }
+  PollerFixture() : PollerHarness("kiln-git.so", "git-poller", "kiln-git-poller"), upstream_(tmp() / "upstream") {}
 
   GitRepo& upstream() { return upstream_; }
-  const std::filesystem::path& tmp() const { return tmp_.path(); }
-  kiln::util::EventLoop& loop() { return loop_; }
-  MemoryState& state() { return state_; }
-  Recorded& rec() { return *rec_; }
 
   void create(json config) {
-    destroy();
     if (!config.contains("repourl")) config["repourl"] = upstream_.url();
-    auto ctx = std::make_unique<PollerContext>(loop_, state_, (tmp_ / "master").string(), rec_);
-    std::string error;
-    instance_ = kiln::plugin::Instance::create(*type_, std::move(ctx), config, error);
-    INFO(error);
-    REQUIRE(instance_);
-    const auto* vt = instance_->vtable<kiln_change_source_vtable>();
-    REQUIRE(vt->start(instance_->handle(), nullptr) == KILN_OK);
-  }
-  void destroy() {
-    if (!instance_) return;
-    instance_->vtable<kiln_change_source_vtable>()->stop(instance_->handle());
-    instance_.reset();
+    PollerHarness::create(config);
   }
 
-  // Forces a poll (the host's "poll now") and waits until it has ended:
-  // saved the heads, or logged why it failed.
-  void poll() {
-    const int before = state_.puts + rec_->errors();
-    const auto* vt = instance_->vtable<kiln_change_source_vtable>();
-    REQUIRE(vt->poll != nullptr);
-    REQUIRE(vt->poll(instance_->handle(), nullptr) == KILN_OK);
-    REQUIRE(pump_until(loop_, [&] { return state_.puts + rec_->errors() > before; }));
-    while (loop_.poll() > 0) {
-    }
-  }
-
-  void poll_without_waiting() {
-    const auto* vt = instance_->vtable<kiln_change_source_vtable>();
-    REQUIRE(vt->poll(instance_->handle(), nullptr) == KILN_OK);
-  }
-
-  json heads() const { return state_.value("poller", "heads").value("heads", json::object()); }
+  json heads() const { return saved("heads").value("heads", json::object()); }
 
  private:
-  TempDir tmp_{"kiln-git-poller"};
-  kiln::util::EventLoop loop_;
   GitRepo upstream_;
-  MemoryState state_;
-  std::shared_ptr<Recorded> rec_ = std::make_shared<Recorded>();
-  kiln::plugin::Registry registry_;
-  const kiln::plugin::ComponentType* type_ = nullptr;
-  std::unique_ptr<kiln::plugin::Instance> instance_;
 };
 
-std::vector<std::string> revisions(const std::vector<json>& changes) {
-  std::vector<std::string> out;
-  for (const auto& c : changes) out.push_back(c["revision"]);
-  return out;
-}
+std::vector<std::string> revisions(const std::vector<json>& changes) { return revisions_of(changes); }
 
 }  // namespace
 
@@ -287,8 +171,7 @@ TEST_CASE("a new instance on the same state does not report commits again") {
   f.create({{"branches", {"main"}}});
   f.poll();
   CHECK(f.rec().changes.size() == 1);
-  CHECK(std::count_if(f.rec().logs.begin(), f.rec().logs.end(),
-                      [](const auto& l) { return l.second.find("first poll") != std::string::npos; }) == 1);
+  CHECK(f.rec().count_logged("first poll") == 1);
   const std::string three = f.upstream().commit("three");
   f.poll();
   CHECK(revisions(f.rec().changes) == std::vector<std::string>{two, three});

@@ -1,10 +1,11 @@
 #pragma once
 // What the git tests share: real repositories made with the git command line
-// in temporary folders (GitRepo), and a loop pump with a real-time bound.
+// in temporary folders (GitRepo).
 
 #include "store/temp_dir.h"
 #include "util/event_loop.h"
 #include "util/pump_loop.h"
+#include "util/shell.h"
 
 #include <catch2/catch.hpp>
 
@@ -19,37 +20,9 @@
 
 namespace kiln::git::test {
 
-// Runs a shell command line; returns its stdout (stderr goes to the test's
-// output) and fails the test when it exits non-zero.
-inline std::string sh(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int rc = ::pclose(pipe);
-  INFO(command);
-  REQUIRE(rc == 0);
-  return out;
-}
-
-inline std::string quoted(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
-inline std::string trimmed(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return text;
-}
+using kiln::testing::quoted;
+using kiln::testing::sh;
+using kiln::testing::trimmed;
 
 // A working repository with branch main; commits get fixed identities and,
 // when asked, fixed dates.

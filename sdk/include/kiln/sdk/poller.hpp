@@ -468,6 +468,20 @@ class ProgramRunner {
   std::chrono::steady_clock::time_point term_sent_at_;
 };
 
+// 16 hex digits (FNV-1a 64) naming a thing (a repository URL) in file
+// names: stable across builds, machines and releases.
+inline std::string stable_hash_hex(std::string_view text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<size_t>(i)] = kDigits[h & 0xF];
+  return out;
+}
+
 // Buildbot's PollingChangeSource. The derived class implements
 // poll_once(done) and calls done(status) exactly once when the poll is over
 // (a failed status is logged as an error; the next poll runs as planned).
@@ -540,6 +554,17 @@ class Poller : public ChangeSource {
                           if (gen != generation_ || stopped_) return;
                           done(r);
                         });
+  }
+  // Where the poller keeps its own files (a mirror of the repository):
+  // `configured` when given (relative to the master's folder unless
+  // absolute), else <prefix>-<stable_hash_hex(key)> in the master's folder.
+  std::string master_folder(const std::string& configured, const std::string& prefix, std::string_view key) const {
+    std::string master_dir = ".";
+    if (auto facts = context().info(); facts.ok() && facts->is_object()) {
+      if (auto it = facts->find("master_dir"); it != facts->end() && it->is_string()) master_dir = it->get<std::string>();
+    }
+    if (!configured.empty()) return configured[0] == '/' ? configured : master_dir + "/" + configured;
+    return master_dir + "/" + prefix + "-" + stable_hash_hex(key);
   }
   ProgramRunner& runner() {
     if (!runner_) runner_ = std::make_unique<ProgramRunner>(context());

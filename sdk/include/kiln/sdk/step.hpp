@@ -227,6 +227,14 @@ class SimpleStep {
   nlohmann::json property(std::string_view name) {
     return wait_for<Result<nlohmann::json>>([this, n = std::string(name)] { return host_->property(n); }).value();
   }
+  // A data API resource ("builds/12", "buildsets/3", ...), as reporters
+  // read it; query as kiln_host_api.data_get takes it (null for none).
+  nlohmann::json data_get(std::string_view path, const nlohmann::json& query = nullptr) {
+    return wait_for_answer([this, p = std::string(path), query](JsonCallback answer) {
+             return ctx_.data_get(p, query, std::move(answer));
+           })
+        .value();
+  }
   // Buildbot Interpolate: "%(prop:branch)s" with this build's properties.
   std::string render(std::string_view text) {
     return wait_for<Result<std::string>>([this, t = std::string(text)] { return ctx_.render(t); }).value();
@@ -463,6 +471,40 @@ class SimpleStep {
     cv_.wait(lock, [&] { return slot->value.has_value() || cancelled_; });
     if (slot->value) return std::move(*slot->value);
     return R(cancelled_status());
+  }
+
+  // Like wait_for, for a host call that answers later through a callback:
+  // start() runs on the loop; its callback (or its failed Status) is the answer.
+  Result<nlohmann::json> wait_for_answer(std::function<Status(JsonCallback)> start) {
+    if (std::this_thread::get_id() != thread_id_.load()) {
+      return Status(KILN_ERR_INVALID_ARGUMENT, "SimpleStep calls that wait are for run() alone");
+    }
+    auto slot = std::make_shared<std::optional<Result<nlohmann::json>>>();
+    {
+      std::lock_guard lock(mutex_);
+      if (cancelled_) return cancelled_status();
+    }
+    auto deliver = [this, slot](Result<nlohmann::json> answer) {
+      {
+        std::lock_guard lock(mutex_);
+        if (!slot->has_value()) slot->emplace(std::move(answer));
+      }
+      cv_.notify_all();
+    };
+    Status posted = ctx_.post([start = std::move(start), deliver] {
+      Status started(KILN_ERR_INTERNAL, "the host call threw");
+      try {
+        started = start(deliver);
+      } catch (const std::exception& e) {
+        started = Status(KILN_ERR_INTERNAL, e.what());
+      }
+      if (!started) deliver(started);
+    });
+    if (!posted) return posted;
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return slot->has_value() || cancelled_; });
+    if (slot->has_value()) return std::move(**slot);
+    return cancelled_status();
   }
 
   // Effects have no caller to tell: their failures go to the master log.

@@ -1,0 +1,121 @@
+#pragma once
+// A real engine over a store in a temp folder, with the real plugins and the
+// builders of a master.yaml, for tests that run whole builds (source steps
+// against real repositories): submit a buildset, wait for its build, read
+// the build's properties, steps and logs through the data API.
+
+#include "config/master_config.h"
+#include "engine/engine.h"
+#include "master/master_loading.h"
+#include "plugin/registry.h"
+#include "store/store.h"
+#include "store/temp_dir.h"
+#include "util/event_loop.h"
+#include "util/pump_loop.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::testing {
+
+using nlohmann::json;
+
+// One local worker's master folder (the yaml names the workers); builds run
+// real programs.
+class BuildMaster {
+ public:
+  explicit BuildMaster(const std::string& yaml, const std::string& tmp_name = "kiln-build-master") : dir_(tmp_name) {
+    std::ofstream(dir_ / "master.yaml") << yaml;
+    kiln::master::register_builtins(registry_);
+    for (const auto& e : registry_.load_directories({KILN_BUILD_PLUGIN_DIR})) FAIL(e.to_string());
+    auto read = kiln::config::read_config_document(dir_ / "master.yaml");
+    for (const auto& d : read.errors) FAIL(d.to_string());
+    auto checked = kiln::config::check_master_config(*read.document, registry_);
+    for (const auto& d : checked.errors) FAIL(d.to_string());
+    config_ = *checked.config;
+    kiln::store::OpenOptions options;
+    options.url = "sqlite:state.sqlite";
+    options.base_dir = dir_.path();
+    options.mode = kiln::store::OpenMode::kCreate;
+    options.post_to_loop = [this](std::function<void()> fn) { loop_.post(std::move(fn)); };
+    auto opened = kiln::store::open_store(std::move(options));
+    REQUIRE(opened.ok());
+    store_ = std::move(opened.value);
+    auto master = store_->register_master_sync("test:" + dir_.path().string(), 0);
+    REQUIRE(master.ok());
+    engine_ = std::make_unique<kiln::engine::Engine>(loop_, *store_, registry_, config_, master.value);
+    REQUIRE(engine_->start().empty());
+    engine_->events().subscribe("builds/+/finished",
+                                [this](const std::string&, const json& e) { finished_.push_back(e); });
+  }
+  ~BuildMaster() {
+    bool stopped = false;
+    engine_->stop([&] { stopped = true; });
+    pump_until(loop_, [&] { return stopped; });
+    engine_.reset();
+  }
+
+  // The folder the local worker gives builder `builder`.
+  std::filesystem::path builder_dir(const std::string& builder) const {
+    return dir_.path() / "workers" / "w1" / builder;
+  }
+
+  json get(const std::string& path, json query = nullptr) {
+    json out;
+    bool done = false;
+    engine_->data().get(path, query, [&](kiln_status status, json value) {
+      INFO(value.dump());
+      CHECK(status == KILN_OK);
+      out = std::move(value);
+      done = true;
+    });
+    REQUIRE(pump_until(loop_, [&] { return done; }));
+    return out;
+  }
+
+  // Runs one build of `builder` for these source stamps; returns the build.
+  json build(const std::string& builder, json sourcestamps) {
+    const size_t before = finished_.size();
+    bool submitted = false;
+    engine_->add_buildset({{"builders", {builder}}, {"reason", "test"}, {"sourcestamps", std::move(sourcestamps)}},
+                          [&](kiln_status status, json value) {
+                            INFO(value.dump());
+                            REQUIRE(status == KILN_OK);
+                            submitted = true;
+                          });
+    REQUIRE(pump_until(loop_, [&] { return submitted && finished_.size() > before; }));
+    return get("builds/" + std::to_string(finished_.back()["buildid"].get<int64_t>()));
+  }
+
+  json properties(const json& build) {
+    return get("builds/" + std::to_string(build["buildid"].get<int64_t>()) + "/properties");
+  }
+  json steps(const json& build) { return get("builds/" + std::to_string(build["buildid"].get<int64_t>()) + "/steps"); }
+  // The text of a step's stdio log.
+  std::string stdio(const json& step) {
+    json logs = get("steps/" + std::to_string(step["stepid"].get<int64_t>()) + "/logs");
+    for (const auto& l : logs) {
+      if (l["name"] == "stdio") {
+        return get("logs/" + std::to_string(l["logid"].get<int64_t>()) + "/contents")["content"];
+      }
+    }
+    return {};
+  }
+
+ private:
+  TempDir dir_;
+  kiln::plugin::Registry registry_;
+  kiln::config::MasterConfig config_;
+  kiln::util::EventLoop loop_;
+  std::unique_ptr<kiln::store::Store> store_;
+  std::unique_ptr<kiln::engine::Engine> engine_;
+  std::vector<json> finished_;
+};
+
+}  // namespace kiln::testing
