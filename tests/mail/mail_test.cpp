@@ -89,11 +89,11 @@ TEST_CASE("a failing build mails its blamelist and the extra recipients with the
                                    {"comments", "Fix the frobnicator"}, {"revision", "abc123"}, {"branch", "main"}});
   const int64_t c2 = m.add_change({{"author", "bob"}, {"files", {"src/c.c"}}, {"comments", "Tune it"},
                                    {"revision", "def456"}, {"branch", "main"}});
-  json build = run_build(m, "unit", 3,
-                         {{"reason", "forced by ann"},
-                          {"sourcestamps",
-                           {{{"branch", "main"}, {"revision", "def456"}, {"changeids", {c1, c2}},
-                             {"patch", {{"level", 1}, {"body", "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"}}}}}}}});
+  json stamp = {{"branch", "main"},
+                {"revision", "def456"},
+                {"changeids", {c1, c2}},
+                {"patch", {{"level", 1}, {"body", "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"}}}};
+  json build = run_build(m, "unit", 3, {{"reason", "forced by ann"}, {"sourcestamps", json::array({stamp})}});
   REQUIRE(build["results"] == KILN_FAILURE);
   run_build(m, "unit", 0);  // passes: mode failing sends nothing for it
   REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
@@ -333,7 +333,7 @@ TEST_CASE("mail configuration errors name the key and what is wrong") {
       {base + "extra_recipients: [nobody]}", "extra_recipients[0]: 'nobody' is not an email address"},
       {base + "send_to_interested_users: false}", "nobody would get mail"},
       {base + "lookup: a@b.org}", "lookup: 'a@b.org' is not a domain"},
-      {base + "mode: sometimes}", "mode"},
+      {base + "mode: sometimes}", "mode: unknown mode 'sometimes'"},
       {"  - {type: mail}\n", "fromaddr"},
   };
   for (const auto& c : cases) {
@@ -341,6 +341,7 @@ TEST_CASE("mail configuration errors name the key and what is wrong") {
     INFO(c.yaml << "\n" << errors);
     CHECK(contains(errors, "master.yaml:"));
     CHECK(contains(errors, c.message));
+    CHECK(!contains(errors, "mail: mail:"));
   }
 }
 

@@ -3,7 +3,7 @@
 
 Every message it accepts becomes one JSON file in --dir, parsed with
 Python's email package, so the tests read back what a mail client would
-see: envelope, headers, the text body and the attachments. Optional
+see: envelope, headers, the text body and the attachments (text with "\n" line ends). Optional
 STARTTLS (--cert/--key, then required) and AUTH (--auth user:password).
 It writes --dir/ready once it listens, and runs until SIGTERM.
 """
@@ -37,6 +37,7 @@ class Sink:
             content = part.get_content()
             if isinstance(content, bytes):
                 content = content.decode("utf-8", "replace")
+            content = content.replace("\r\n", "\n")
             attachments.append({"filename": part.get_filename(),
                                 "content_type": part.get_content_type(),
                                 "content": content})
@@ -50,7 +51,7 @@ class Sink:
             "headers": {k: str(v) for k, v in msg.items()},
             "subject": str(msg["subject"]),
             "content_type": body.get_content_type() if body else None,
-            "body": body.get_content() if body else "",
+            "body": body.get_content().replace("\r\n", "\n") if body else "",
             "attachments": attachments,
         }
         with self.lock:

@@ -179,6 +179,14 @@ struct NotifierOptions {
     if (config.contains("mode") && config["mode"].is_array() && o.modes.empty()) {
       return Status(KILN_ERR_INVALID_CONFIG, "mode: the list names no mode");
     }
+    for (const auto& m : o.modes) {
+      static const std::set<std::string> kModes = {"all",     "change",  "failing",  "warnings",
+                                                   "passing", "problem", "exception"};
+      if (kModes.count(m) == 0) {
+        return Status(KILN_ERR_INVALID_CONFIG, "mode: unknown mode '" + m +
+                                                   "' (all, change, failing, warnings, passing, problem, exception)");
+      }
+    }
     if (!o.lookup_domain.empty() &&
         (o.lookup_domain.find('@') != std::string::npos || o.lookup_domain.find(' ') != std::string::npos)) {
       return Status(KILN_ERR_INVALID_CONFIG,
@@ -321,16 +329,18 @@ inline const char* default_html_template() {
 )";
 }
 
-// Drops the stream letter ('o', 'e', 'h') each stored line of a stdio log
-// starts with.
-inline std::string strip_stream_letters(std::string_view text) {
+// The output lines of a stored stdio log (each starts with its stream
+// letter 'o', 'e' or 'h'), without the letters and without the header
+// lines (the command, its environment, the exit code), which would fill a
+// short tail with the environment.
+inline std::string output_lines(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   size_t pos = 0;
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);
     size_t end = nl == std::string_view::npos ? text.size() : nl + 1;
-    if (end > pos + 1) out.append(text.substr(pos + 1, end - pos - 1));
+    if (end > pos + 1 && text[pos] != 'h') out.append(text.substr(pos + 1, end - pos - 1));
     pos = end;
   }
   return out;
@@ -568,7 +578,7 @@ class BuildReader : public std::enable_shared_from_this<BuildReader> {
         get("logs/" + logid + "/contents", {{"offset", first}, {"limit", request_.log_lines}},
             [this, index, type](nlohmann::json contents) {
               std::string text = contents.value("content", "");
-              if (type == "s") text = strip_stream_letters(text);
+              if (type == "s") text = output_lines(text);
               while (!text.empty() && text.back() == '\n') text.pop_back();
               auto& log = report_["logs"][index];
               log["tail"] = text;
