@@ -357,3 +357,69 @@ TEST_CASE("a template file with an unknown field stops the master from starting,
 }
 
 }  // namespace
+
+namespace {
+
+const std::vector<std::filesystem::path> kPolicyPlugins = {std::string(KILN_TEST_PLUGIN_DIR) + "/mail_policies"};
+constexpr const char* kPolicies = R"yaml(
+policies:
+  - {name: book, type: test-address-book}
+  - {name: short, type: test-short-message}
+)yaml";
+
+TEST_CASE("a lookup policy maps authors and owners to addresses, and a message_formatter policy writes the mail") {
+  const uint16_t port = free_port();
+  SmtpSink sink(port);
+  SchedulerMaster m(master_yaml(mail_reporter("mail", port, "lookup_policy: book, message_formatter: short")) + kPolicies,
+                    kiln::testing::kJan31_2330, kPolicyPlugins);
+  m.start();
+  const int64_t c1 = m.add_change({{"author", "dana"}, {"files", {"a"}}, {"comments", "x"}});
+  const int64_t c2 = m.add_change({{"author", "nobody"}, {"files", {"b"}}, {"comments", "y"}});
+  run_build(m, "unit", 1, {{"sourcestamps", {{{"changeids", {c1, c2}}}}}, {"properties", {{"owner", "erin"}}}});
+  REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
+  const json msg = sink.messages()[0];
+  auto rcpt = msg["rcpt_tos"].get<std::vector<std::string>>();
+  std::sort(rcpt.begin(), rcpt.end());
+  CHECK(rcpt == std::vector<std::string>{"dana@users.example.net", "erin@users.example.net"});
+  CHECK(msg["subject"] == "[all] unit #1");
+  CHECK(msg["body"] == "STATUS: failure\n");
+}
+
+TEST_CASE("a lookup_policy that names no policy stops the master from starting") {
+  SchedulerMaster m(master_yaml("  - {type: mail, fromaddr: ci@example.org, lookup_policy: bok}\n") + kPolicies,
+                    kiln::testing::kJan31_2330, kPolicyPlugins);
+  const std::string error = m.engine().start();
+  INFO(error);
+  CHECK(contains(error, "lookup_policy: no policy named 'bok'"));
+}
+
+TEST_CASE("buildset_summary sends one mail per buildset, covering the builds its mode wants") {
+  const uint16_t port = free_port();
+  SmtpSink sink(port);
+  SchedulerMaster m(master_yaml(mail_reporter(
+      "mail", port,
+      "buildset_summary: true, mode: failing, send_to_interested_users: false, extra_recipients: [s@example.org], "
+      "subject: \"buildset {{bsid}}: {{buildset_result}}\"")));
+  m.start();
+  const size_t before = m.finished_builds().size();
+  // A passing buildset first: mode failing wants none of its builds, and a
+  // mail for it would arrive before the next one's.
+  m.submit({{"builders", {"unit", "other"}}, {"reason", "both"}, {"properties", {{"rc", 0}}}});
+  REQUIRE(m.run_until([&] { return m.finished_builds().size() >= before + 2; }));
+  m.settle();
+  m.submit({{"builders", {"unit", "other"}}, {"reason", "both"}, {"properties", {{"rc", 2}}}});
+  REQUIRE(m.run_until([&] { return m.finished_builds().size() >= before + 4; }));
+  m.settle();
+  REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
+  m.settle();
+  const auto messages = sink.messages();
+  REQUIRE(messages.size() == 1);
+  CHECK(messages[0]["subject"] == "buildset 2: failure");
+  const std::string body = messages[0]["body"];
+  INFO(body);
+  CHECK(contains(body, "new failure on builder unit"));
+  // `other` passed, so mode failing leaves it out of the summary.
+  CHECK(!contains(body, "on builder other"));
+}
+
+}  // namespace

@@ -798,6 +798,16 @@ class Notifier : public Reporter {
       title_ = info->value("master_title", "");
     }
     if (auto s = load_template(); !s.ok()) return s;
+    // Policies are pure, so asking one with empty arguments is harmless; it
+    // tells a misspelt name now rather than at every message.
+    for (const auto& [key, name] : {std::pair{"lookup_policy", options_.lookup_policy},
+                                    std::pair{"message_formatter", options_.message_formatter}}) {
+      if (name.empty()) continue;
+      auto probe = context().call_policy(name, nlohmann::json::object());
+      if (probe.status().code() == KILN_ERR_NOT_FOUND) {
+        return Status(KILN_ERR_INVALID_CONFIG, std::string(key) + ": no policy named '" + name + "'");
+      }
+    }
     const char* pattern = options_.buildset_summary ? "buildsets/+/complete" : "builds/+/finished";
     auto sub = context().subscribe(pattern, [this](std::string_view, const nlohmann::json& event) {
       if (options_.buildset_summary) {
