@@ -2,12 +2,11 @@
 // What the mail tests share: a real SMTP server (tests/mail/smtp_sink.py,
 // Debian's aiosmtpd) on a loopback port as a child process, the messages
 // it received read back as JSON, a self-signed certificate made with the
-// openssl command, and a free port.
+// openssl command.
 
 #include "store/temp_dir.h"
+#include "util/free_port.h"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -31,11 +30,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 using kiln::testing::TempDir;
 
-inline uint16_t free_port() {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
-}
+using kiln::testing::free_port;
 
 // A certificate for "localhost" signed by itself: cert.pem doubles as the
 // tls_ca_file that trusts it.

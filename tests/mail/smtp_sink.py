@@ -46,8 +46,6 @@ class Sink:
             "rcpt_tos": envelope.rcpt_tos,
             "tls": session.ssl is not None,
             "authenticated": bool(session.authenticated),
-            "login": (session.login_data.login.decode() if getattr(session, "login_data", None) and
-                      hasattr(session.login_data, "login") else None),
             "headers": {k: str(v) for k, v in msg.items()},
             "subject": str(msg["subject"]),
             "content_type": body.get_content_type() if body else None,

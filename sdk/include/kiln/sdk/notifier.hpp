@@ -893,8 +893,7 @@ class Notifier : public Reporter {
   }
 
   void on_buildset_complete(int64_t bsid) {
-    const std::string path = "buildrequests";
-    context().data_get(path, {{"filters", {{"buildsetid", "eq", {bsid}}}}}, [this, bsid](Result<nlohmann::json> requests) {
+    context().data_get("buildrequests", {{"filters", {{"buildsetid", "eq", {bsid}}}}}, [this, bsid](Result<nlohmann::json> requests) {
       if (!requests.ok()) {
         context().warn("cannot report buildset " + std::to_string(bsid) + ": " + requests.status().message());
         return;
@@ -902,7 +901,7 @@ class Notifier : public Reporter {
       auto state = std::make_shared<SummaryState>();
       state->pending = requests->size() + 1;
       for (const auto& request : *requests) {
-        context().data_get("buildrequests/" + request.at("buildrequestid").dump() + "/builds",
+        Status issued = context().data_get("buildrequests/" + request.at("buildrequestid").dump() + "/builds",
                            {{"order", {"-number"}}, {"limit", 1}}, [this, state, bsid](Result<nlohmann::json> builds) {
                              if (builds.ok() && !builds->empty()) {
                                ++state->pending;
@@ -914,6 +913,7 @@ class Notifier : public Reporter {
                              }
                              summary_step(state, bsid);
                            });
+        if (!issued.ok()) summary_step(state, bsid);
       }
       summary_step(state, bsid);
     });
