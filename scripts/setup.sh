@@ -14,10 +14,13 @@ packages=(
   catch2 json-schema-test-suite sqlite3
 )
 # Real programs the integration tests drive: version control for the pollers
-# and source steps, Buildbot's own worker for protocol compatibility.
+# and source steps, Buildbot's own worker for protocol compatibility, an
+# SMTP server for the mail reporter.
 test_packages=(
   subversion mercurial
   buildbot-worker python3-autobahn python3-msgpack
+  # the mail reporter's SMTP server, and its test certificates
+  python3-aiosmtpd openssl
 )
 if [ "${1:-}" = "--test" ]; then
   shift

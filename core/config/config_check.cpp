@@ -256,7 +256,9 @@ class Checker {
     if (!violations.empty()) return c;
     apply_schema_defaults(*schema, c.config);
     if (auto rejected = catalog_.check_with_plugin(kind, c.type, c.config)) {
-      error(pointer, c.type + ": " + *rejected);
+      // The SDK already names the type in what a plugin rejects.
+      const std::string prefix = c.type + ": ";
+      error(pointer, rejected->rfind(prefix, 0) == 0 ? *rejected : prefix + *rejected);
     }
     if (kind == KILN_KIND_POLICY) policy_hooks_[c.name] = catalog_.policy_hook(c.type);
     return c;

@@ -321,9 +321,8 @@ class GetOp : public std::enable_shared_from_this<GetOp> {
         return by_id(Resource::kLogs, "logid", "log", key, terminal,
                      [self](json l) { self->log_rest(std::move(l), 2); });
       case Resource::kChanges:
-        return by_id(Resource::kChanges, "changeid", "change", key, terminal, [self](json c) {
-          self->child_collection(c, 2, "builds", Resource::kBuilds, "changeid");
-        });
+        return by_id(Resource::kChanges, "changeid", "change", key, terminal,
+                     [self](json c) { self->change_rest(std::move(c), 2); });
       case Resource::kBuildsets:
         return by_id(Resource::kBuildsets, "bsid", "buildset", key, terminal,
                      [self](json bs) { self->buildset_rest(std::move(bs), 2); });
@@ -405,6 +404,15 @@ class GetOp : public std::enable_shared_from_this<GetOp> {
     if (part == "workers") return collection(Resource::kWorkers, Scope{"builderid", builderid});
     if (part == "masters") return collection(Resource::kMasters, Scope{"builderid", builderid});
     no_path();
+  }
+
+  // A change's builds, and its users (the user objects of its author, as
+  // notifiers need them to find an address).
+  void change_rest(json change, size_t i) {
+    if (seg(i) == "users") {
+      return child_collection(change, i, "users", Resource::kUsers, "changeid");
+    }
+    child_collection(change, i, "builds", Resource::kBuilds, "changeid");
   }
 
   void worker_rest(json worker, size_t i) {

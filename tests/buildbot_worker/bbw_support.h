@@ -11,6 +11,7 @@
 #include "store/store.h"
 #include "store/temp_dir.h"
 #include "util/event_loop.h"
+#include "util/free_port.h"
 #include "util/pump_loop.h"
 
 #include <boost/asio/io_context.hpp>
@@ -40,11 +41,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 using kiln::testing::TempDir;
 
-inline uint16_t free_port() {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
-}
+using kiln::testing::free_port;
 
 inline bool run_until(kiln::util::EventLoop& loop, const std::function<bool()>& pred,
                       std::chrono::milliseconds limit = std::chrono::seconds(20)) {

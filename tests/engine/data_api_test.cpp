@@ -404,6 +404,16 @@ TEST_CASE("changes, buildsets, requests, workers, masters, sourcestamps and user
   REQUIRE(w.get_ok("users/" + std::to_string(w.uid)).at("identifier") == "alice");
 }
 
+TEST_CASE("a change's users are its author's user objects, with their attributes") {
+  World w;
+  const std::string path = "changes/" + std::to_string(w.changeid) + "/users";
+  auto users = w.get_ok(path);
+  REQUIRE(ids(users, "uid") == std::vector<int64_t>{w.uid});
+  REQUIRE(users[0].at("attributes").at("git") == "alice <a@example.org>");
+  require_not_found(w, path + "/1", "no data path '" + path + "/1'");
+  require_not_found(w, "changes/55/users", "no change 55");
+}
+
 TEST_CASE("fields keep only the named keys of every object and of a single one") {
   World w;
   auto rows = w.get_ok("builds", json{{"fields", {"buildid", "number"}}});

@@ -2,6 +2,7 @@
 // `kiln sendchange --master HOST:PORT` sending it changes over HTTP.
 
 #include "kiln_process.h"
+#include "util/free_port.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -13,12 +14,7 @@ namespace {
 using nlohmann::json;
 using tcp = boost::asio::ip::tcp;
 
-// A port nothing listens on right now (the kernel's pick, released).
-int free_port() {
-  boost::asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
+using kiln::testing::free_port;
 
 bool listening(int port) {
   boost::asio::io_context io;

@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -32,11 +33,14 @@ inline constexpr uint64_t kJan31_2330 = 1706743800000ull;
 
 class SchedulerMaster {
  public:
-  explicit SchedulerMaster(const std::string& yaml, uint64_t start_ms = kJan31_2330)
+  // `plugin_dirs`: folders of test plugins loaded besides the built ones.
+  explicit SchedulerMaster(const std::string& yaml, uint64_t start_ms = kJan31_2330,
+                           std::vector<std::filesystem::path> plugin_dirs = {})
       : clock_(std::make_shared<util::ManualClock>(start_ms)), loop_(clock_) {
     std::ofstream(dir_ / "master.yaml") << yaml;
     master::register_builtins(registry_);
-    for (const auto& e : registry_.load_directories({KILN_BUILD_PLUGIN_DIR})) FAIL(e.to_string());
+    plugin_dirs.insert(plugin_dirs.begin(), KILN_BUILD_PLUGIN_DIR);
+    for (const auto& e : registry_.load_directories(plugin_dirs)) FAIL(e.to_string());
     auto read = config::read_config_document(dir_ / "master.yaml");
     for (const auto& d : read.errors) FAIL(d.to_string());
     auto checked = config::check_master_config(*read.document, registry_);

@@ -16,6 +16,8 @@
 //                programs on a plugin thread, results back on the loop)
 // step.hpp       SimpleStep: steps written as straight-line run() code
 // entry.hpp      KILN_PLUGIN(...): the exported entry point
+// notifier.hpp   (include it yourself) Notifier, Delivery, MessageTemplate:
+//                what notifiers share
 // See docs/plugin-guide.md.
 
 #include <kiln/plugin_api.h>

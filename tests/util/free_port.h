@@ -1,0 +1,18 @@
+#pragma once
+// A loopback TCP port nothing listens on right now: the kernel's pick,
+// released at once, for tests that start a server (or want none) there.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstdint>
+
+namespace kiln::testing {
+
+inline uint16_t free_port() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+}  // namespace kiln::testing
