@@ -97,14 +97,15 @@ json can_start_build_always(const json&) { return true; }
 json file_is_important_always(const json&) { return true; }
 
 // Buildbot's split_file_branches: "trunk/x" is on the default branch,
-// "branches/NAME/x" on NAME; anything else is not in a branch.
+// "branches/NAME/x" on branch "branches/NAME" (the prefix stays, so that
+// base URL + branch is the branch's URL); anything else is not in a branch.
 json split_file_branches(const json& args) {
   std::string path = args.at("path").get<std::string>();
   if (path.rfind("trunk/", 0) == 0) return json{{"branch", nullptr}, {"path", path.substr(6)}};
   if (path.rfind("branches/", 0) == 0) {
     auto slash = path.find('/', 9);
     if (slash != std::string::npos && slash > 9) {
-      return json{{"branch", path.substr(9, slash - 9)}, {"path", path.substr(slash + 1)}};
+      return json{{"branch", path.substr(0, slash)}, {"path", path.substr(slash + 1)}};
     }
   }
   return nullptr;

@@ -95,12 +95,7 @@ void GitPoller::git(std::vector<std::string> args, Next next, bool in_mirror) {
   // No terminal to answer a password prompt: fail instead of hanging.
   program.env["GIT_TERMINAL_PROMPT"] = "0";
   program.timeout_ms = kGitTimeoutMs;
-  sdk::Status started = run_program(std::move(program), next);
-  if (!started.ok()) {
-    sdk::ProgramResult failed;
-    failed.failure = started.message();
-    next(failed);
-  }
+  run_or_fail(std::move(program), std::move(next));
 }
 
 void GitPoller::finish_round(std::shared_ptr<Round> round, const sdk::Status& status) {

@@ -83,12 +83,7 @@ void HgPoller::hg(std::vector<std::string> args, Next next, bool in_mirror) {
   // Plain output whatever the user's hgrc says (no pager, color or i18n).
   program.env["HGPLAIN"] = "1";
   program.timeout_ms = kHgTimeoutMs;
-  sdk::Status started = run_program(std::move(program), next);
-  if (!started.ok()) {
-    sdk::ProgramResult failed;
-    failed.failure = started.message();
-    next(failed);
-  }
+  run_or_fail(std::move(program), std::move(next));
 }
 
 void HgPoller::finish(std::shared_ptr<Round> round, const sdk::Status& status) { round->done(status); }

@@ -76,12 +76,7 @@ void SvnPoller::svn(std::vector<std::string> args, Next next) {
   program.argv.insert(program.argv.end(), credentials_.begin(), credentials_.end());
   program.argv.push_back(repourl_);
   program.timeout_ms = kSvnTimeoutMs;
-  sdk::Status started = run_program(std::move(program), next);
-  if (!started.ok()) {
-    sdk::ProgramResult failed;
-    failed.failure = started.message();
-    next(failed);
-  }
+  run_or_fail(std::move(program), std::move(next));
 }
 
 void SvnPoller::poll_once(PollDone done) { load_state(std::move(done)); }

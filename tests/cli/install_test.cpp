@@ -1,7 +1,9 @@
 // `cmake --install` of the build tree yields a usable SDK: the out-of-tree
-// example plugins (examples/hello-plugin, examples/framboozle-step)
-// configure and build against the installed package alone, and the
-// installed kiln loads them.
+// example plugins (examples/hello-plugin, examples/framboozle-step,
+// examples/custom-poller) configure and build against the installed package
+// alone, and the installed kiln loads them.
+
+#include "util/poller_harness.h"
 
 #include <catch2/catch.hpp>
 
@@ -191,4 +193,49 @@ TEST_CASE("the installed SDK builds the straight-line Framboozle step and kiln l
   INFO(show.output);
   CHECK(show.status == 0);
   CHECK_THAT(show.output, Catch::Contains("marker") && Catch::Contains("FNURRRGH!"));
+}
+
+TEST_CASE("the installed SDK builds the custom poller example, which reports one change per new file",
+          "[install]") {
+  TempDir tmp;
+  install(tmp);
+  const fs::path plugin = build_example(tmp, "custom-poller", "dropdir");
+  REQUIRE(fs::exists(plugin));
+  const std::string env = "KILN_PLUGIN_PATH=" + quoted(plugin.parent_path()) + " ";
+  Run list = run(env + quoted(tmp.path / "prefix" / "bin" / "kiln") + " plugins", tmp.path);
+  INFO(list.output);
+  CHECK(list.status == 0);
+  const std::vector<std::string> expected = {"change_source", "dropdir", "0.1.0", "kiln-dropdir.so"};
+  bool listed = false;
+  for (const auto& row : plugin_rows(list.output)) listed = listed || row == expected;
+  CHECK(listed);
+
+  // The library just built, run as a change source: a file already there
+  // is history, two new ones are two changes, and a new instance on the
+  // same state (a restart) reports nothing again.
+  kiln::testing::PollerHarness f(plugin.string(), "dropdir", "kiln-dropdir");
+  const fs::path drop = f.tmp() / "incoming";
+  fs::create_directories(drop);
+  std::ofstream(drop / "old.tar.gz") << "old";
+  f.create({{"directory", drop.string()}, {"who", "release-bot"}, {"branch", "releases"}});
+  f.poll();
+  CHECK(f.rec().changes.empty());
+  std::ofstream(drop / "app-1.0.tar.gz") << "1.0";
+  std::ofstream(drop / "app-1.1.tar.gz") << "1.1";
+  f.poll();
+  REQUIRE(f.rec().changes.size() == 2);
+  std::set<std::string> names;
+  for (const auto& c : f.rec().changes) {
+    names.insert(c["revision"].get<std::string>());
+    CHECK(c["author"] == "release-bot");
+    CHECK(c["branch"] == "releases");
+    CHECK(c["files"] == nlohmann::json{c["revision"]});
+  }
+  CHECK(names == std::set<std::string>{"app-1.0.tar.gz", "app-1.1.tar.gz"});
+  f.create({{"directory", drop.string()}});
+  f.poll();
+  CHECK(f.rec().changes.size() == 2);
+  auto relative = f.check({{"directory", "incoming"}});
+  REQUIRE(relative);
+  CHECK(relative->find("must be an absolute path") != std::string::npos);
 }

@@ -21,18 +21,11 @@ using kiln::testing::TempDir;
 
 using Master = kiln::testing::BuildMaster;
 
-std::string master_yaml(const std::string& steps) {
-  return "workers:\n  - {name: w1, type: local, max_builds: 1}\nbuilders:\n  - name: b\n    workers: [w1]\n"
-         "    steps:\n" +
-         steps;
-}
+std::string master_yaml(const std::string& steps) { return kiln::testing::one_builder_yaml(steps); }
 
 std::string read(const std::filesystem::path& p) { return kiln::testing::read_file(p); }
 
-// The value and source of a build property, as builds/N/properties shows it.
-json prop(const json& properties, const std::string& name) {
-  return properties.contains(name) ? properties[name][0] : json();
-}
+using kiln::testing::property_value;
 
 }  // namespace
 
@@ -48,7 +41,7 @@ TEST_CASE("a full clobber checkout of the stamp's branch sets got_revision and t
   json build = m.build("b", {{{"branch", "dev"}, {"repository", up.url()}}});
   INFO(m.stdio(m.steps(build)[0]));
   CHECK(build["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(build), "got_revision") == dev);
+  CHECK(property_value(m.properties(build), "got_revision") == dev);
   CHECK(m.steps(build)[0]["state_string"] == "update " + dev.substr(0, 12));
   CHECK(read(m.builder_dir("b") / "build" / "file.txt") == "dev\n");
   // Named after the stamp's branch, not detached.
@@ -63,7 +56,7 @@ TEST_CASE("an incremental update fetches a new commit and keeps untracked files"
   Master m(master_yaml("      - {type: git, repourl: " + up.url() + ", mode: incremental}\n"));
   json b1 = m.build("b", {{{"branch", "main"}}});
   REQUIRE(b1["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b1), "got_revision") == first);
+  CHECK(property_value(m.properties(b1), "got_revision") == first);
 
   const auto work = m.builder_dir("b") / "build";
   std::ofstream(work / "output.o") << "built";
@@ -72,7 +65,7 @@ TEST_CASE("an incremental update fetches a new commit and keeps untracked files"
   const std::string log = m.stdio(m.steps(b2)[0]);
   INFO(log);
   REQUIRE(b2["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b2), "got_revision") == second);
+  CHECK(property_value(m.properties(b2), "got_revision") == second);
   CHECK(read(work / "a.txt") == "2\n");
   CHECK(std::filesystem::exists(work / "output.o"));
   CHECK(log.find("fetch") != std::string::npos);
@@ -89,14 +82,14 @@ TEST_CASE("an exact revision of the source stamp is checked out") {
   json b1 = m.build("b", {{{"branch", "main"}, {"revision", old}}});
   INFO(m.stdio(m.steps(b1)[0]));
   REQUIRE(b1["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b1), "got_revision") == old);
+  CHECK(property_value(m.properties(b1), "got_revision") == old);
   CHECK(read(m.builder_dir("b") / "build" / "v.txt") == "old\n");
   json b2 = m.build("b", {{{"branch", "main"}}});
   REQUIRE(b2["results"] == KILN_SUCCESS);
   CHECK(read(m.builder_dir("b") / "build" / "v.txt") == "new\n");
   json b3 = m.build("b", {{{"branch", "main"}, {"revision", old}}});
   REQUIRE(b3["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b3), "got_revision") == old);
+  CHECK(property_value(m.properties(b3), "got_revision") == old);
 }
 
 TEST_CASE("a stamp's patch is applied at its level in its subdir, and undone by the next update") {
@@ -145,7 +138,7 @@ TEST_CASE("a shallow clone has only the requested depth of history") {
   json b = m.build("b", {{{"branch", "main"}}});
   INFO(m.stdio(m.steps(b)[0]));
   REQUIRE(b["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b), "got_revision") == three);
+  CHECK(property_value(m.properties(b), "got_revision") == three);
   const auto work = m.builder_dir("b") / "build";
   CHECK(kiln::git::test::trimmed(sh("cd " + work.string() + " && git rev-list --count HEAD")) == "1");
 }
@@ -185,7 +178,7 @@ TEST_CASE("two codebases check out into workdirs rendered from their stamps") {
                          {{"codebase", "lib"}, {"branch", "main"}, {"repository", lib.url()}}});
   INFO(m.stdio(m.steps(b)[0]));
   REQUIRE(b["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b), "got_revision") == json{{"app", app_rev}, {"lib", lib_rev}});
+  CHECK(property_value(m.properties(b), "got_revision") == json{{"app", app_rev}, {"lib", lib_rev}});
   CHECK(read(m.builder_dir("b") / "src-app" / "app.txt") == "app\n");
   CHECK(read(m.builder_dir("b") / "src-lib" / "lib.txt") == "lib\n");
 }

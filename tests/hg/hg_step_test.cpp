@@ -18,17 +18,11 @@ using kiln::hg::test::HgRepo;
 using kiln::testing::BuildMaster;
 using kiln::testing::TempDir;
 
-std::string master_yaml(const std::string& step) {
-  return "workers:\n  - {name: w1, type: local, max_builds: 1}\nbuilders:\n  - name: b\n    workers: [w1]\n"
-         "    steps:\n      - " +
-         step + "\n";
-}
+std::string master_yaml(const std::string& step) { return kiln::testing::one_builder_yaml("      - " + step + "\n"); }
 
 std::string read(const std::filesystem::path& p) { return kiln::testing::read_file(p); }
 
-json prop(const json& properties, const std::string& name) {
-  return properties.contains(name) ? properties[name][0] : json();
-}
+using kiln::testing::property_value;
 
 }  // namespace
 
@@ -43,7 +37,7 @@ TEST_CASE("an hg clobber checkout of the stamp's branch sets got_revision and th
   json build = m.build("b", {{{"branch", "dev"}}});
   INFO(m.stdio(m.steps(build)[0]));
   CHECK(build["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(build), "got_revision") == dev);
+  CHECK(property_value(m.properties(build), "got_revision") == dev);
   CHECK(m.steps(build)[0]["state_string"] == "update " + dev.substr(0, 12));
   CHECK(read(m.builder_dir("b") / "build" / "file.txt") == "dev\n");
 }
@@ -56,7 +50,7 @@ TEST_CASE("an incremental hg build pulls and updates in place, keeping untracked
   json b1 = m.build("b", json::array({json::object()}));
   INFO(m.stdio(m.steps(b1)[0]));
   REQUIRE(b1["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b1), "got_revision") == first);
+  CHECK(property_value(m.properties(b1), "got_revision") == first);
 
   const auto work = m.builder_dir("b") / "build";
   std::ofstream(work / "output.o") << "built";
@@ -65,7 +59,7 @@ TEST_CASE("an incremental hg build pulls and updates in place, keeping untracked
   const std::string log = m.stdio(m.steps(b2)[0]);
   INFO(log);
   REQUIRE(b2["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b2), "got_revision") == second);
+  CHECK(property_value(m.properties(b2), "got_revision") == second);
   CHECK(read(work / "a.txt") == "2\n");
   CHECK(std::filesystem::exists(work / "output.o"));
   CHECK(log.find("hg --noninteractive pull") != std::string::npos);
@@ -81,7 +75,7 @@ TEST_CASE("an exact hg revision of the source stamp is checked out") {
   json b1 = m.build("b", {{{"revision", old}}});
   INFO(m.stdio(m.steps(b1)[0]));
   REQUIRE(b1["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b1), "got_revision") == old);
+  CHECK(property_value(m.properties(b1), "got_revision") == old);
   CHECK(read(m.builder_dir("b") / "build" / "v.txt") == "old\n");
   json b2 = m.build("b", json::array({json::object()}));
   REQUIRE(b2["results"] == KILN_SUCCESS);
@@ -153,7 +147,7 @@ TEST_CASE("hg with branch_type dirname clones repourl plus the stamp's branch") 
   json b = m.build("b", {{{"branch", "stable"}}});
   INFO(m.stdio(m.steps(b)[0]));
   REQUIRE(b["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b), "got_revision") == rev);
+  CHECK(property_value(m.properties(b), "got_revision") == rev);
   CHECK(read(m.builder_dir("b") / "build" / "f") == "stable\n");
 }
 

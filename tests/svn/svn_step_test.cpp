@@ -18,17 +18,11 @@ using kiln::svn::test::SvnRepo;
 using kiln::testing::BuildMaster;
 using kiln::testing::TempDir;
 
-std::string master_yaml(const std::string& step) {
-  return "workers:\n  - {name: w1, type: local, max_builds: 1}\nbuilders:\n  - name: b\n    workers: [w1]\n"
-         "    steps:\n      - " +
-         step + "\n";
-}
+std::string master_yaml(const std::string& step) { return kiln::testing::one_builder_yaml("      - " + step + "\n"); }
 
 std::string read(const std::filesystem::path& p) { return kiln::testing::read_file(p); }
 
-json prop(const json& properties, const std::string& name) {
-  return properties.contains(name) ? properties[name][0] : json();
-}
+using kiln::testing::property_value;
 
 }  // namespace
 
@@ -41,14 +35,14 @@ TEST_CASE("an svn checkout of the stamp's exact revision sets got_revision and t
   json build = m.build("b", {{{"revision", std::to_string(old)}}});
   INFO(m.stdio(m.steps(build)[0]));
   CHECK(build["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(build), "got_revision") == std::to_string(old));
+  CHECK(property_value(m.properties(build), "got_revision") == std::to_string(old));
   CHECK(m.steps(build)[0]["state_string"] == "update r" + std::to_string(old));
   CHECK(read(m.builder_dir("b") / "build" / "v.txt") == "old\n");
 
   // No revision: the latest.
   json latest = m.build("b", json::array({json::object()}));
   REQUIRE(latest["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(latest), "got_revision") == std::to_string(up.head()));
+  CHECK(property_value(m.properties(latest), "got_revision") == std::to_string(up.head()));
   CHECK(read(m.builder_dir("b") / "build" / "v.txt") == "new\n");
 }
 
@@ -60,7 +54,7 @@ TEST_CASE("an incremental svn build updates the working copy in place and keeps 
   json b1 = m.build("b", json::array({json::object()}));
   INFO(m.stdio(m.steps(b1)[0]));
   REQUIRE(b1["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b1), "got_revision") == std::to_string(first));
+  CHECK(property_value(m.properties(b1), "got_revision") == std::to_string(first));
   CHECK(m.stdio(m.steps(b1)[0]).find("svn checkout") != std::string::npos);
 
   const auto work = m.builder_dir("b") / "build";
@@ -70,7 +64,7 @@ TEST_CASE("an incremental svn build updates the working copy in place and keeps 
   const std::string log = m.stdio(m.steps(b2)[0]);
   INFO(log);
   REQUIRE(b2["results"] == KILN_SUCCESS);
-  CHECK(prop(m.properties(b2), "got_revision") == std::to_string(second));
+  CHECK(property_value(m.properties(b2), "got_revision") == std::to_string(second));
   CHECK(read(work / "a.txt") == "2\n");
   CHECK(std::filesystem::exists(work / "output.o"));
   CHECK(log.find("svn update") != std::string::npos);
@@ -128,6 +122,19 @@ TEST_CASE("svn full clean keeps ignored files, and copy builds from a pristine s
   CHECK(read(work / "a.txt") == "a\n");
   CHECK_FALSE(std::filesystem::exists(work / "output.o"));
   CHECK(std::filesystem::exists(m.builder_dir("b") / "source" / ".svn"));
+}
+
+TEST_CASE("svn full export gives a tree without .svn and the source copy's revision") {
+  TempDir tmp("kiln-svn-up");
+  SvnRepo up(tmp / "up");
+  const int rev = up.commit("base", {{"a.txt", "a\n"}});
+  BuildMaster m(master_yaml("{type: svn, repourl: \"" + up.url() + "\", mode: full, method: export}"), "kiln-svn-step");
+  json b = m.build("b", json::array({json::object()}));
+  INFO(m.stdio(m.steps(b)[0]));
+  REQUIRE(b["results"] == KILN_SUCCESS);
+  CHECK(read(m.builder_dir("b") / "build" / "a.txt") == "a\n");
+  CHECK_FALSE(std::filesystem::exists(m.builder_dir("b") / "build" / ".svn"));
+  CHECK(property_value(m.properties(b), "got_revision") == std::to_string(rev));
 }
 
 TEST_CASE("svn with base_url checks out the stamp's branch, default_branch without one") {

@@ -118,4 +118,18 @@ class BuildMaster {
   std::vector<json> finished_;
 };
 
+// A master.yaml with one local worker `w1` and one builder `b` whose steps
+// are `steps` (YAML list items, indented by six spaces).
+inline std::string one_builder_yaml(const std::string& steps) {
+  return "workers:\n  - {name: w1, type: local, max_builds: 1}\nbuilders:\n  - name: b\n    workers: [w1]\n"
+         "    steps:\n" +
+         steps;
+}
+
+// The value of a build property, as builds/N/properties shows it
+// ({name: [value, source]}); null when absent.
+inline json property_value(const json& properties, const std::string& name) {
+  return properties.contains(name) ? properties[name][0] : json();
+}
+
 }  // namespace kiln::testing

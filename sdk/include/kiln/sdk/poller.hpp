@@ -555,6 +555,16 @@ class Poller : public ChangeSource {
                           done(r);
                         });
   }
+  // run_program for callers that want one path: a program that cannot even
+  // be queued reaches `done` at once as a failed result saying why.
+  void run_or_fail(Program program, std::function<void(const ProgramResult&)> done) {
+    Status started = run_program(std::move(program), done);
+    if (!started.ok()) {
+      ProgramResult failed;
+      failed.failure = started.message();
+      done(failed);
+    }
+  }
   // Where the poller keeps its own files (a mirror of the repository):
   // `configured` when given (relative to the master's folder unless
   // absolute), else <prefix>-<stable_hash_hex(key)> in the master's folder.
