@@ -66,6 +66,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void handle();
   void refuse(http::status status, const std::string& message);
   void write(Response response);
+  template <class Message>
+  void set_header(Message& message, const Response& r) const;
   void write_piece(std::string piece, bool more);
   void next_piece();
   void after_write(const error_code& ec);
@@ -306,17 +308,22 @@ void HttpSession::refuse(http::status status, const std::string& message) {
   write(std::move(r));
 }
 
+template <class Message>
+void HttpSession::set_header(Message& message, const Response& r) const {
+  message.version(11);
+  message.result(r.status);
+  message.set(http::field::server, "kiln");
+  message.set(http::field::content_type, r.content_type);
+  for (const auto& [name, value] : r.headers) message.set(name, value);
+  message.keep_alive(keep_alive_);
+}
+
 void HttpSession::write(Response r) {
   if (closed_) return;
   stream_.expires_after(kIdleTimeout);
   if (!r.next_piece) {
     response_ = {};
-    response_.version(11);
-    response_.result(r.status);
-    response_.set(http::field::server, "kiln");
-    response_.set(http::field::content_type, r.content_type);
-    for (const auto& [name, value] : r.headers) response_.set(name, value);
-    response_.keep_alive(keep_alive_);
+    set_header(response_, r);
     response_.body() = std::move(r.body);
     response_.prepare_payload();
     http::async_write(stream_, response_,
@@ -326,12 +333,7 @@ void HttpSession::write(Response r) {
     return;
   }
   stream_header_ = {};
-  stream_header_.version(11);
-  stream_header_.result(r.status);
-  stream_header_.set(http::field::server, "kiln");
-  stream_header_.set(http::field::content_type, r.content_type);
-  for (const auto& [name, value] : r.headers) stream_header_.set(name, value);
-  stream_header_.keep_alive(keep_alive_);
+  set_header(stream_header_, r);
   stream_header_.chunked(true);
   serializer_.emplace(stream_header_);
   next_ = std::move(r.next_piece);

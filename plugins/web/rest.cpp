@@ -119,8 +119,11 @@ const char* id_field_of(const std::string& type) {
   return nullptr;
 }
 
-json envelope(const std::string& type, json items, int64_t total) {
-  return json{{type, std::move(items)}, {"meta", {{"total", total}}}};
+// Buildbot's envelope: a collection's meta has its total, a single
+// resource's (a one-element list) an empty meta.
+json envelope(const std::string& type, json items, std::optional<int64_t> total) {
+  return json{{type, std::move(items)},
+              {"meta", total ? json{{"total", *total}} : json::object()}};
 }
 
 // The JSON text of a string without its quotes, for a body that is
@@ -206,7 +209,8 @@ class Call {
     backend_.get(path, q, [=, &backend](Answer a) {
       if (!a.ok()) return respond(error_response(http_status_of(a.status), a.error));
       json items = a.value.is_array() ? std::move(a.value) : json::array({std::move(a.value)});
-      if (!collection || !paged) {
+      if (!collection) return respond(json_response(200, envelope(type, std::move(items), {})));
+      if (!paged) {
         const auto total = static_cast<int64_t>(items.size());
         return respond(json_response(200, envelope(type, std::move(items), total)));
       }
@@ -299,7 +303,7 @@ class Call {
     pager->fetch([pager, offset, respond = respond_](Answer a) {
       if (!a.ok()) return respond(error_response(http_status_of(a.status), a.error));
       const json logid = a.value.value("logid", json());
-      const std::string suffix = "\"}], \"meta\": {\"total\": 1}}";
+      const std::string suffix = "\"}], \"meta\": {}}";
       Response r;
       r.body = "{\"logchunks\": [{\"logid\": " + logid.dump() +
                ", \"firstline\": " + std::to_string(offset) + ", \"content\": \"" +
@@ -319,10 +323,11 @@ class Call {
     pager->fetch([pager, respond = respond_](Answer a) {
       if (!a.ok()) return respond(error_response(http_status_of(a.status), a.error));
       Response r;
-      r.content_type = a.value.value("mime-type", std::string("text/plain"));
+      r.content_type = a.value.value("mime-type", std::string("text/plain")) + "; charset=utf-8";
+      // The core's file names hold only [A-Za-z0-9_.-], so no quoting.
       r.headers.emplace_back("Content-Disposition",
-                             "attachment; filename=\"" +
-                                 a.value.value("filename", std::string("log.txt")) + "\"");
+                             "attachment; filename=" +
+                                 a.value.value("filename", std::string("log.txt")));
       r.body = a.value.value("content", std::string());
       r.next_piece = pager->rest(
           [](const json& page) { return page.value("content", std::string()); }, "");

@@ -30,7 +30,7 @@ std::string problems_with_port(const std::string& port) {
 
 }  // namespace
 
-TEST_CASE("port takes a number, HOST:PORT, [IPv6]:PORT or Buildbot's tcp:PORT:interface=ADDR") {
+TEST_CASE("port takes a number, HOST:PORT, an IPv6 HOST in brackets or Buildbot's tcp:PORT:interface=ADDR") {
   for (const char* good : {"8010", "0", "\"127.0.0.1:8010\"", "\"0.0.0.0:0\"", "\"[::1]:8010\"",
                            "\"tcp:8010\"", "\"tcp:8010:interface=127.0.0.1\""}) {
     INFO(good);
