@@ -198,6 +198,7 @@ class Call {
       return contents(path, query);
     }
     if (segs.size() % 2 == 1 && segs.size() >= 3 && segs.back() == "raw") return raw(path);
+    if (segs.size() == 2 && segs[0] == "forceschedulers") return force_form(segs[1]);
 
     const std::string type = type_of(segs);
     const bool collection = segs.size() % 2 == 1 && type != "properties";
@@ -333,6 +334,26 @@ class Call {
           [](const json& page) { return page.value("content", std::string()); }, "");
       respond(std::move(r));
     });
+  }
+
+  // A force scheduler as Buildbot's forceschedulers resource shows it,
+  // from the scheduler's own "describe" (the data API has no schedulers).
+  void force_form(const std::string& name) {
+    backend_.control("schedulers/" + name, "describe", json::object(),
+                     [name, respond = respond_](Answer a) {
+                       if (!a.ok()) return respond(error_response(http_status_of(a.status), a.error));
+                       const json& d = a.value;
+                       if (!d.is_object() || !d.contains("button_name") || !d.contains("builders")) {
+                         return respond(error_response(404, "no force scheduler named '" + name + "'"));
+                       }
+                       json form = {{"name", d.value("name", name)},
+                                    {"label", d.value("label", name)},
+                                    {"button_name", d["button_name"]},
+                                    {"builder_names", d["builders"]},
+                                    {"enabled", true},
+                                    {"all_fields", d.value("parameters", json::array())}};
+                       respond(json_response(200, envelope("forceschedulers", json::array({form}), {})));
+                     });
   }
 
   // Buildbot's force form sends builderid; the force scheduler wants names.

@@ -51,6 +51,14 @@ TEST_CASE("force through the force scheduler, by builder name or by builderid, r
 
   require_rpc_error(web.rpc("/api/v2/forceschedulers/nosuch", "force", {{"builderNames", {"unit"}}}),
                     404, -32600, "nosuch");
+
+  // The form's description, as Buildbot's forceschedulers resource.
+  json form = web.get("/api/v2/forceschedulers/force").json();
+  INFO(form.dump());
+  REQUIRE(form["forceschedulers"][0]["name"] == "force");
+  REQUIRE(form["forceschedulers"][0]["builder_names"] == json::array({"unit", "lint", "slow"}));
+  REQUIRE(form["forceschedulers"][0]["all_fields"][1]["name"] == "reason");
+  REQUIRE(web.get("/api/v2/forceschedulers/nosuch").status == 404);
 }
 
 TEST_CASE("stop a running build, cancel a waiting request, and rebuild, over JSON-RPC") {
