@@ -70,6 +70,8 @@ struct ParsedQuery {
   std::optional<int64_t> limit;
   int64_t offset = 0;
   std::vector<std::string> properties;
+  // A collection answers {"total": N} instead of its rows.
+  bool count = false;
 };
 
 std::vector<std::string> string_list(const json& value, const char* key) {
@@ -137,6 +139,9 @@ ParsedQuery parse_query(const json& query) {
       if (!value.is_null()) q.limit = non_negative(value, "limit");
     } else if (key == "offset") {
       if (!value.is_null()) q.offset = non_negative(value, "offset");
+    } else if (key == "count") {
+      if (!value.is_boolean()) throw std::invalid_argument("query 'count' must be true or false");
+      q.count = value.get<bool>();
     } else {
       throw std::invalid_argument("unknown query key '" + key + "'");
     }
@@ -262,7 +267,10 @@ class GetOp : public std::enable_shared_from_this<GetOp> {
     spec.filters = std::move(filters);
     spec.parent = std::move(parent);
     spec.limit = 1;
-    if (with_properties) spec.properties = query_.properties;
+    if (with_properties) {
+      spec.properties = query_.properties;
+      spec.fields = query_.fields;
+    }
     query(resource, std::move(spec),
           [self = shared_from_this(), missing = std::move(missing),
            next = std::move(next)](json rows) {
@@ -287,7 +295,15 @@ class GetOp : public std::enable_shared_from_this<GetOp> {
     spec.limit = query_.limit;
     spec.offset = query_.offset;
     spec.properties = query_.properties;
+    spec.fields = query_.fields;
     spec.parent = std::move(parent);
+    if (query_.count) {
+      return store_.count(resource, std::move(spec),
+                          [self = shared_from_this()](store::Result<int64_t> r) {
+                            if (!r.ok()) return self->fail(status_of(r.status.code), r.status.message);
+                            self->answer(json{{"total", r.value}}, false);
+                          });
+    }
     query(resource, std::move(spec),
           [self = shared_from_this()](json rows) { self->answer(std::move(rows)); });
   }
@@ -530,7 +546,7 @@ class GetOp : public std::enable_shared_from_this<GetOp> {
                                 {eq("builderid", self->raw_build_.at("builderid"))}, std::nullopt,
                                 "no builder for build", [self](json builder) {
                                   self->raw_builder_ = std::move(builder);
-                                  self->raw_page(0);
+                                  self->raw_start();
                                 });
                  });
            });
@@ -545,17 +561,40 @@ class GetOp : public std::enable_shared_from_this<GetOp> {
                     });
   }
 
+  // With a limit, only lines offset..offset+limit-1: a web server streams
+  // a download through the ABI page by page this way.
+  void raw_start() {
+    if (!query_.limit) return raw_page(0);
+    const int64_t logid = raw_log_.at("logid").get<int64_t>();
+    const int64_t first = query_.offset;
+    if (*query_.limit == 0) return raw_answer(std::string());
+    const int64_t last = *query_.limit <= std::numeric_limits<int64_t>::max() - first
+                             ? first + *query_.limit - 1
+                             : std::numeric_limits<int64_t>::max();
+    store_.log_lines(logid, first, last,
+                     [self = shared_from_this()](store::Result<std::string> r) {
+                       if (!r.ok()) return self->fail(status_of(r.status.code), r.status.message);
+                       self->guarded([&] { self->raw_answer(std::move(r.value)); });
+                     });
+  }
+
   void raw_next(int64_t from_line, store::LogPage page) {
-    const bool stdio = raw_log_.at("type") == "s";
-    raw_text_ += stdio ? strip_stream_letters(page.text) : page.text;
+    raw_text_ += raw_log_.at("type") == "s" ? strip_stream_letters(page.text) : page.text;
     if (!page.end && page.next_line > from_line) return raw_page(page.next_line);
+    raw_answer(std::move(raw_text_), false);
+  }
+
+  // `lines` as the store keeps them, or with their stream letters stripped
+  // already when `strip` is false.
+  void raw_answer(std::string lines, bool strip = true) {
+    const bool stdio = strip && raw_log_.at("type") == "s";
     const bool html = raw_log_.at("type") == "h";
     answer(json{{"filename", raw_filename(raw_builder_.at("name").get<std::string>(),
                                           raw_build_.at("number").get<int64_t>(),
                                           raw_step_.at("name").get<std::string>(),
                                           raw_log_.at("slug").get<std::string>())},
                 {"mime-type", html ? "text/html" : "text/plain"},
-                {"content", std::move(raw_text_)}},
+                {"content", stdio ? strip_stream_letters(lines) : std::move(lines)}},
            false);
   }
 
@@ -631,10 +670,27 @@ int64_t url_count(const std::string& name, const std::string& value) {
 
 }  // namespace
 
+namespace {
+
+// A "query_string" key (a REST query, as query_from_url parses it) gives
+// the keys the JSON form does not set itself.
+json with_query_string(const json& query) {
+  if (!query.is_object() || !query.contains("query_string")) return query;
+  const json& text = query["query_string"];
+  if (!text.is_string()) throw std::invalid_argument("query 'query_string' must be a string");
+  json merged = DataApi::query_from_url(text.get<std::string>());
+  for (const auto& [key, value] : query.items()) {
+    if (key != "query_string") merged[key] = value;
+  }
+  return merged;
+}
+
+}  // namespace
+
 void DataApi::get(std::string_view path, const json& query, DataDone done) {
   ParsedQuery parsed;
   try {
-    parsed = parse_query(query);
+    parsed = parse_query(with_query_string(query));
   } catch (const std::exception& e) {
     done(KILN_ERR_INVALID_ARGUMENT, json{{"error", e.what()}});
     return;

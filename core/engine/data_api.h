@@ -41,9 +41,11 @@ class DataApi {
 
   // Reads a path. query (may be null): {"filters": [[field, op, [values]]...],
   // "fields": [...], "order": [...], "limit": N, "offset": N, "property":
-  // [...]} as in plugin_api.h's data_get. A single resource ("builds/12")
-  // answers an object, a collection an array. Unknown paths answer
-  // KILN_ERR_NOT_FOUND with a message naming the path.
+  // [...], "count": bool, "query_string": "limit=5&..."} as in
+  // plugin_api.h's data_get. A single resource ("builds/12") answers an
+  // object, a collection an array, or {"total": N} with "count": true.
+  // Unknown paths answer KILN_ERR_NOT_FOUND with a message naming the path,
+  // unknown fields and malformed queries KILN_ERR_INVALID_ARGUMENT.
   void get(std::string_view path, const nlohmann::json& query, DataDone done);
 
   // Parses a REST query string ("limit=10&order=-number&complete=false&

@@ -184,6 +184,9 @@ struct ResultSpec {
   // builds, buildrequests, buildsets: property names to include, "*" for all; empty
   // leaves the `properties` field out, as Buildbot does.
   std::vector<std::string> properties;
+  // The fields the reader wants (REST's `field=`): each must exist, or the
+  // query fails naming it. Empty means all; the store reads them all anyway.
+  std::vector<std::string> fields;
 };
 
 }  // namespace kiln::store

@@ -603,6 +603,10 @@ class SqlBuilder {
     return {};
   }
 
+  Status check_field(const std::string& name) const {
+    return find(name) == nullptr ? unknown(name) : Status{};
+  }
+
   Status set_page(std::optional<int64_t> limit, int64_t offset) {
     if ((limit && *limit < 0) || offset < 0) {
       return invalid("limit and offset must not be negative");
@@ -630,7 +634,16 @@ class SqlBuilder {
     return s;
   }
 
-  void bind(Query& q) const {
+  // The rows sql() would find without LIMIT and OFFSET.
+  std::string count_sql() const {
+    std::string s = "SELECT COUNT(*) FROM " + std::string(table_.from);
+    for (size_t i = 0; i < where_.size(); ++i) {
+      s += (i == 0 ? " WHERE " : " AND ") + where_[i];
+    }
+    return s;
+  }
+
+  void bind(Query& q, bool with_page = true) const {
     int i = 1;
     for (const auto& p : params_) {
       if (const auto* n = std::get_if<int64_t>(&p)) {
@@ -639,6 +652,7 @@ class SqlBuilder {
         q.bind(i++, std::get<std::string>(p));
       }
     }
+    if (!with_page) return;
     q.bind(i++, limit_);
     q.bind(i, offset_);
   }
@@ -768,11 +782,11 @@ json read_column(const Query& q, int column, Kind kind) {
 
 }  // namespace
 
-void SqliteStore::query(Resource resource, ResultSpec spec, Completion<json> done) {
-  const Table& table = table_of(resource);
-  // Checked and assembled here, on the caller's thread; the store thread
-  // only runs the statement.
-  SqlBuilder builder(table, resource_name(resource));
+namespace {
+
+// Checked and assembled on the caller's thread; the store thread only runs
+// the statement.
+Status build_query(SqlBuilder& builder, const ResultSpec& spec) {
   Status status;
   if (spec.parent) status = builder.add_scope(*spec.parent);
   for (size_t i = 0; status.ok() && i < spec.filters.size(); ++i) {
@@ -781,8 +795,38 @@ void SqliteStore::query(Resource resource, ResultSpec spec, Completion<json> don
   for (size_t i = 0; status.ok() && i < spec.order.size(); ++i) {
     status = builder.add_order(spec.order[i]);
   }
+  for (size_t i = 0; status.ok() && i < spec.fields.size(); ++i) {
+    status = builder.check_field(spec.fields[i]);
+  }
   if (status.ok()) status = builder.set_page(spec.limit, spec.offset);
-  if (!status.ok()) return submit_error(std::move(status), std::move(done));
+  return status;
+}
+
+}  // namespace
+
+void SqliteStore::count(Resource resource, ResultSpec spec, Completion<int64_t> done) {
+  SqlBuilder builder(table_of(resource), resource_name(resource));
+  if (Status status = build_query(builder, spec); !status.ok()) {
+    return submit_error(std::move(status), std::move(done));
+  }
+  submit<int64_t>(
+      false,
+      [builder = std::move(builder)](SqliteDb& db) -> Result<int64_t> {
+        auto q = db.query_once(builder.count_sql());
+        if (!q.valid()) return {db.error("preparing data API count"), 0};
+        builder.bind(q, false);
+        if (q.step() != SQLITE_ROW) return {db.error("running data API count"), 0};
+        return {{}, q.int64(0)};
+      },
+      std::move(done));
+}
+
+void SqliteStore::query(Resource resource, ResultSpec spec, Completion<json> done) {
+  const Table& table = table_of(resource);
+  SqlBuilder builder(table, resource_name(resource));
+  if (Status status = build_query(builder, spec); !status.ok()) {
+    return submit_error(std::move(status), std::move(done));
+  }
 
   submit<json>(
       false,

@@ -105,6 +105,7 @@ class SqliteStore final : public Store {
   void delete_old_builds(int64_t builderid, int64_t older_than, int64_t batch_size,
                          Completion<int64_t> done) override;
   void query(Resource resource, ResultSpec spec, Completion<nlohmann::json> done) override;
+  void count(Resource resource, ResultSpec spec, Completion<int64_t> done) override;
 
   // ---- Users, in users.cpp ----
   void add_user(UserChanges user, Completion<int64_t> done) override;

@@ -336,6 +336,9 @@ class Store {
   // names and types. kInvalidArgument names an unknown field or scope.
   virtual void query(Resource resource, ResultSpec spec,
                      Completion<nlohmann::json> done) = 0;
+  // How many rows query() would find without limit and offset (REST's
+  // meta.total); order and fields are checked but do not matter.
+  virtual void count(Resource resource, ResultSpec spec, Completion<int64_t> done) = 0;
 
   // Blocking wrappers over the calls above, for the CLI, start-up and tests.
   // They are safe on any thread, the loop's included: their completions run
@@ -397,6 +400,7 @@ class Store {
   Result<int64_t> delete_old_builds_sync(int64_t builderid, int64_t older_than,
                                          int64_t batch_size);
   Result<nlohmann::json> query_sync(Resource resource, ResultSpec spec);
+  Result<int64_t> count_sync(Resource resource, ResultSpec spec);
 
   // ---- Users (users.cpp) ----------------------------------------------
   // One call each, atomic. kInvalidArgument when an identifier, username

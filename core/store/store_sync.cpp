@@ -220,4 +220,10 @@ Result<nlohmann::json> Store::query_sync(Resource resource, ResultSpec spec) {
   });
 }
 
+Result<int64_t> Store::count_sync(Resource resource, ResultSpec spec) {
+  return wait_for<int64_t>([&](Completion<int64_t> done) {
+    count(resource, std::move(spec), std::move(done));
+  });
+}
+
 }  // namespace kiln::store

@@ -496,3 +496,43 @@ TEST_CASE("query_from_url rejects a malformed parameter naming it") {
   REQUIRE_THAT(message_of("name=%zz"), Catch::Contains("'name'"));
   REQUIRE_THAT(message_of("__eq=3"), Catch::Contains("'__eq'"));
 }
+
+TEST_CASE("a REST query string gives the keys the JSON query does not set") {
+  World w;
+  auto rows = w.get_ok("builds", json{{"query_string", "complete=true&order=-buildid&limit=5"},
+                                      {"limit", 1}});
+  REQUIRE(ids(rows, "buildid") == std::vector<int64_t>{w.lint1.buildid});
+
+  auto bad = w.get("builds", json{{"query_string", "number__near=3"}});
+  REQUIRE(bad.status == KILN_ERR_INVALID_ARGUMENT);
+  REQUIRE_THAT(bad.value.at("error").get<std::string>(), Catch::Contains("'number__near'"));
+}
+
+TEST_CASE("count answers a collection's size under its filters, ignoring limit and offset") {
+  World w;
+  REQUIRE(w.get_ok("builds", json{{"count", true}, {"limit", 1}, {"offset", 1}}) ==
+          json{{"total", 3}});
+  REQUIRE(w.get_ok("builders/unit/builds", json{{"count", true}}) == json{{"total", 2}});
+  REQUIRE(w.get_ok("builds", json{{"query_string", "complete=false&limit=0"}, {"count", true}}) ==
+          json{{"total", 1}});
+  REQUIRE(w.get("builds", json{{"count", "yes"}}).status == KILN_ERR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("a field name the resource does not have is refused, as Buildbot's REST API does") {
+  World w;
+  auto listed = w.get("builds", json{{"fields", {"buildid", "colour"}}});
+  REQUIRE(listed.status == KILN_ERR_INVALID_ARGUMENT);
+  REQUIRE_THAT(listed.value.at("error").get<std::string>(), Catch::Contains("'colour'"));
+  auto single = w.get("builders/unit", json{{"fields", {"colour"}}});
+  REQUIRE(single.status == KILN_ERR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("a raw log read with offset and limit answers only those lines, stripped") {
+  World w;
+  const std::string path = "logs/" + std::to_string(w.stdio) + "/raw";
+  auto page = w.get_ok(path, json{{"offset", 1}, {"limit", 2}});
+  REQUIRE(page.at("filename") == "unit_build_1_step_compile_log_stdio.txt");
+  REQUIRE(page.at("content") == "line 1\nline 2\n");
+  REQUIRE(w.get_ok(path, json{{"offset", 4}, {"limit", 10}}).at("content") == "warning: x\n");
+  REQUIRE(w.get_ok(path, json{{"offset", 9}, {"limit", 10}}).at("content") == "");
+}

@@ -270,6 +270,10 @@ typedef struct kiln_host_api {
   /* Reads a Buildbot data-API path ("builders", "builds/12/steps", ...).
    * query_json: {"filters": [["complete","eq",[false]]], "fields": [...],
    * "order": ["-buildid"], "limit": 50, "offset": 0} or "" for none.
+   * Since 1.1 also "query_string": "limit=5&complete=false&number__gt=3"
+   * (a REST query, for the keys the JSON does not give; a malformed one is
+   * KILN_ERR_INVALID_ARGUMENT naming the parameter) and "count": true (a
+   * collection then answers {"total": N}, its size without limit/offset).
    * cb gets a JSON object or array, as Buildbot's REST API returns it. */
   kiln_status (*data_get)(kiln_ctx *ctx, kiln_str path, kiln_str query_json,
                           kiln_json_cb cb, void *user);

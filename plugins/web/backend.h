@@ -1,0 +1,33 @@
+#pragma once
+// The master as the HTTP side sees it: the ABI's data_get and data_control,
+// called on the HTTP thread and answered on it. web.cpp implements it by
+// posting to the engine's loop and posting the answer back, so neither
+// thread ever waits for the other.
+
+#include <kiln/plugin_api.h>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <string>
+
+namespace kiln::web {
+
+struct Answer {
+  kiln_status status = KILN_OK;
+  nlohmann::json value;  // the result when status is KILN_OK
+  std::string error;     // the reason otherwise
+  bool ok() const { return status == KILN_OK; }
+};
+using AnswerFn = std::function<void(Answer)>;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // A data-API read: path "builders/3/builds", query as data_get's.
+  virtual void get(std::string path, nlohmann::json query, AnswerFn done) = 0;
+  // A control action: path "builds/12", action "stop", args an object.
+  virtual void control(std::string path, std::string action, nlohmann::json args,
+                       AnswerFn done) = 0;
+};
+
+}  // namespace kiln::web

@@ -1,0 +1,100 @@
+#pragma once
+// A real master (tests/schedulers' SchedulerMaster: engine, store, the
+// local worker, std-steps, the force scheduler) with the web plugin
+// loaded on a free loopback port, and HTTP/WebSocket calls made off the
+// loop while the test pumps it.
+
+#include "schedulers/scheduler_master.h"
+#include "web/web_client.h"
+
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <string>
+#include <utility>
+
+namespace kiln::testing {
+
+// Builders on local workers, all forced by `force`: `unit` writes stdout
+// and stderr lines, `lint` fails, `slow` runs until it is stopped on a
+// worker that takes one build at a time (so a second request waits).
+inline std::string web_master_yaml(uint16_t port) {
+  return R"yaml(
+workers:
+  - {name: w1, type: local, max_builds: 2}
+  - {name: w2, type: local, max_builds: 1}
+builders:
+  - name: unit
+    workers: [w1]
+    tags: [fast]
+    steps:
+      - {type: shell, name: hello, command: "printf 'line 1\nline 2\n'; echo oops >&2"}
+      - {type: shell, name: count, command: "seq 1 5000"}
+  - name: lint
+    workers: [w1]
+    steps:
+      - {type: shell, name: check, command: "false"}
+  - name: slow
+    workers: [w2]
+    steps:
+      - {type: shell, name: wait, command: "sleep 120"}
+schedulers:
+  - {name: force, type: force, builders: [unit, lint, slow]}
+reporters:
+  - {type: web, port: )yaml" + std::to_string(port) + "}\n";
+}
+
+class WebMaster {
+ public:
+  explicit WebMaster(uint16_t port = free_port()) : port_(port), master_(web_master_yaml(port)) {
+    master_.start();
+  }
+
+  SchedulerMaster& master() { return master_; }
+  uint16_t port() const { return port_; }
+
+  // Runs fn on a thread of its own while the loop turns, and returns what
+  // it returned.
+  template <class F>
+  auto off_loop(F fn) {
+    auto result = std::async(std::launch::async, std::move(fn));
+    REQUIRE(master_.run_until([&] {
+      return result.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    }));
+    return result.get();
+  }
+
+  HttpReply get(const std::string& target) {
+    return off_loop([this, target] { return HttpConnection(port_).get(target); });
+  }
+
+  HttpReply rpc(const std::string& target, const std::string& method,
+                const nlohmann::json& params = nlohmann::json::object()) {
+    const std::string body =
+        nlohmann::json{{"jsonrpc", "2.0"}, {"method", method}, {"params", params}, {"id", 1}}
+            .dump();
+    return off_loop([this, target, body] {
+      return HttpConnection(port_).request("POST", target, body);
+    });
+  }
+
+  // Forces a build of `builder` over JSON-RPC and waits until it finished;
+  // returns the build as the REST API shows it.
+  nlohmann::json force_and_finish(const std::string& builder) {
+    const size_t finished = master_.finished_builds().size();
+    auto reply = rpc("/api/v2/forceschedulers/force", "force",
+                     {{"builderNames", {builder}}, {"reason", "test"}, {"owner", "ann"}});
+    INFO(reply.body);
+    REQUIRE(reply.status == 200);
+    REQUIRE(master_.run_until([&] { return master_.finished_builds().size() > finished; }));
+    const auto buildid = master_.finished_builds().back()["buildid"];
+    auto build = get("/api/v2/builds/" + buildid.dump()).json();
+    return build["builds"][0];
+  }
+
+ private:
+  uint16_t port_;
+  SchedulerMaster master_;
+};
+
+}  // namespace kiln::testing
