@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 scripts/build.sh
 cd "${KILN_BUILD_DIR:-build}"
-ctest --output-on-failure -j "${KILN_JOBS:-$(nproc)}" "$@"
+# A hung test fails in 15 minutes instead of holding CI to its limit.
+ctest --output-on-failure --timeout 900 -j "${KILN_JOBS:-$(nproc)}" "$@"
