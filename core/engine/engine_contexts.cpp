@@ -186,7 +186,7 @@ kiln_status WorkerContext::command_output(uint64_t command_id, kiln_stream strea
 
 kiln_status WorkerContext::output_throttle(std::function<void()> resume) {
   auto guarded_resume = [alive = std::weak_ptr<bool>(alive_), resume = std::move(resume)] {
-    if (alive.lock()) resume();
+    if (auto a = alive.lock(); a && *a) resume();
   };
   return core_.output_throttle.should_pause(std::move(guarded_resume)) ? KILN_ERR_RETRY : KILN_OK;
 }

@@ -72,8 +72,6 @@ class WorkerContext final : public ComponentContext {
 
  private:
   WorkerSlot& slot_;
-  // A registered resume must not reach a worker whose context is gone.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // One run of a step in a build.
