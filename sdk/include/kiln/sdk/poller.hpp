@@ -48,6 +48,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -62,6 +63,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -134,6 +136,22 @@ class Fd {
 
  private:
   int fd_ = -1;
+};
+
+struct SpawnFileActions {
+  posix_spawn_file_actions_t actions;
+  SpawnFileActions() { posix_spawn_file_actions_init(&actions); }
+  ~SpawnFileActions() { posix_spawn_file_actions_destroy(&actions); }
+  SpawnFileActions(const SpawnFileActions&) = delete;
+  SpawnFileActions& operator=(const SpawnFileActions&) = delete;
+};
+
+struct SpawnAttributes {
+  posix_spawnattr_t attr;
+  SpawnAttributes() { posix_spawnattr_init(&attr); }
+  ~SpawnAttributes() { posix_spawnattr_destroy(&attr); }
+  SpawnAttributes(const SpawnAttributes&) = delete;
+  SpawnAttributes& operator=(const SpawnAttributes&) = delete;
 };
 
 inline bool make_pipe(Fd& read_end, Fd& write_end) {
@@ -322,47 +340,41 @@ class ProgramRunner {
     for (const auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
 
-    detail::Fd out_r, out_w, err_r, err_w, exec_r, exec_w;
-    detail::Fd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!detail::make_pipe(out_r, out_w) || !detail::make_pipe(err_r, err_w) ||
-        !detail::make_pipe(exec_r, exec_w) || null_in.get() < 0) {
+    detail::Fd out_r, out_w, err_r, err_w;
+    if (!detail::make_pipe(out_r, out_w) || !detail::make_pipe(err_r, err_w)) {
       result.failure = "cannot create pipes: " + std::string(std::strerror(errno));
       return result;
     }
-    const char* cwd = program.cwd.empty() ? nullptr : program.cwd.c_str();
+    // posix_spawn, not fork: the child runs no code of ours before exec,
+    // and glibc resets every signal handler in it. A forked child that is
+    // sent SIGTERM before its exec would otherwise run the parent's handler
+    // (Asio's or Catch2's) in a copy of a multi-threaded process, where it
+    // can deadlock or tell the parent it was itself asked to stop.
+    detail::SpawnFileActions actions;
+    posix_spawn_file_actions_addopen(&actions.actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions.actions, out_w.get(), 1);
+    posix_spawn_file_actions_adddup2(&actions.actions, err_w.get(), 2);
+    if (!program.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions.actions, program.cwd.c_str());
+    detail::SpawnAttributes attributes;
+    // Its own process group, so a timeout kills what it started too (git
+    // runs ssh, helpers, ...); an empty mask and default dispositions.
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigfillset(&defaults);
+    posix_spawnattr_setflags(&attributes.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(&attributes.attr, 0);
+    posix_spawnattr_setsigmask(&attributes.attr, &none);
+    posix_spawnattr_setsigdefault(&attributes.attr, &defaults);
     const auto started = std::chrono::steady_clock::now();
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      result.failure = "fork failed: " + std::string(std::strerror(errno));
+    pid_t pid = -1;
+    const int spawn_error = ::posix_spawn(&pid, exe->c_str(), &actions.actions, &attributes.attr, argv.data(), envp.data());
+    if (spawn_error != 0) {
+      std::error_code ignored;
+      result.failure = !program.cwd.empty() && !std::filesystem::is_directory(program.cwd, ignored)
+                           ? "cannot enter folder '" + program.cwd + "': " + std::strerror(spawn_error)
+                           : "cannot run '" + program.argv[0] + "': " + std::strerror(spawn_error);
       return result;
     }
-    if (pid == 0) {
-      // Child: async-signal-safe calls only. Its own process group, so a
-      // timeout kills what it started too (git runs ssh, helpers, ...).
-      ::setpgid(0, 0);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGPIPE, SIG_DFL);
-      ::dup2(null_in.get(), 0);
-      ::dup2(out_w.get(), 1);
-      ::dup2(err_w.get(), 2);
-      char msg[1 + sizeof(int)];
-      int err = 0;
-      if (cwd != nullptr && ::chdir(cwd) != 0) {
-        err = errno;
-        msg[0] = 'd';
-      } else {
-        ::execve(exe->c_str(), argv.data(), envp.data());
-        err = errno;
-        msg[0] = 'x';
-      }
-      // Tell the parent why, through the close-on-exec pipe.
-      std::memcpy(msg + 1, &err, sizeof(int));
-      [[maybe_unused]] ssize_t ignored = ::write(exec_w.get(), msg, sizeof(msg));
-      ::_exit(127);
-    }
-    ::setpgid(pid, pid);  // also in the parent: no race with kill_current()
     {
       std::lock_guard lock(mutex_);
       current_pgid_ = pid;
@@ -371,20 +383,6 @@ class ProgramRunner {
     }
     out_w.reset();
     err_w.reset();
-    exec_w.reset();
-
-    char exec_msg[1 + sizeof(int)];
-    ssize_t n_exec;
-    do {
-      n_exec = ::read(exec_r.get(), exec_msg, sizeof(exec_msg));
-    } while (n_exec < 0 && errno == EINTR);
-    if (n_exec == static_cast<ssize_t>(sizeof(exec_msg))) {
-      int err = 0;
-      std::memcpy(&err, exec_msg + 1, sizeof(int));
-      result.failure = exec_msg[0] == 'd'
-                           ? "cannot enter folder '" + program.cwd + "': " + std::strerror(err)
-                           : "cannot run '" + program.argv[0] + "': " + std::strerror(err);
-    }
 
     ::fcntl(out_r.get(), F_SETFL, O_NONBLOCK);
     ::fcntl(err_r.get(), F_SETFL, O_NONBLOCK);
