@@ -205,6 +205,7 @@ class BenchMaster {
   engine::Engine& engine() { return *engine_; }
   store::Store& store() { return *store_; }
   util::EventLoop& loop() { return loop_; }
+  plugin::Registry& registry() { return registry_; }
   const StartupPhases& phases() const { return phases_; }
   const fs::path& dir() const { return dir_; }
 

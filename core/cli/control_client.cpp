@@ -571,8 +571,11 @@ std::string format_status(const json& status, int64_t now) {
         last += ", " + duration(now - l["complete_at"].get<int64_t>()) + " ago";
       }
     }
-    builders.push_back({text_of(b.value("name", json())), text_of(b.value("pending", json(0))),
-                        running.empty() ? "-" : running, last});
+    std::string pending = text_of(b.value("pending", json(0)));
+    if (const auto lock = b.value("waiting_for_lock", json()); lock.is_string()) {
+      pending += " (waiting for lock '" + lock.get<std::string>() + "')";
+    }
+    builders.push_back({text_of(b.value("name", json())), pending, running.empty() ? "-" : running, last});
   }
   std::vector<std::vector<std::string>> workers{{"WORKER", "CONNECTED", "BUILDS"}};
   for (const auto& w : status.value("workers", json::array())) {
@@ -589,6 +592,19 @@ std::string format_status(const json& status, int64_t now) {
   std::string out = builders.size() > 1 ? table(builders) : "no builders\n";
   out += "\n";
   out += workers.size() > 1 ? table(workers) : "no workers\n";
+  // Only locks in use or waited for are listed; none is the usual case.
+  std::vector<std::vector<std::string>> locks{{"LOCK", "HELD", "WAITING"}};
+  for (const auto& l : status.value("locks", json::array())) {
+    std::string name = text_of(l.value("name", json()));
+    if (const auto worker = l.value("worker", json()); worker.is_string()) name += " on " + worker.get<std::string>();
+    std::string held = l.value("exclusive", false) ? std::string("exclusive")
+                                                    : text_of(l.value("counting", json(0))) + "/" +
+                                                          text_of(l.value("max_count", json(1)));
+    std::string waiting;
+    for (const auto& w : l.value("waiting", json::array())) waiting += (waiting.empty() ? "" : ", ") + text_of(w);
+    locks.push_back({name, held, waiting.empty() ? "-" : waiting});
+  }
+  if (locks.size() > 1) out += "\n" + table(locks);
   return out;
 }
 

@@ -75,9 +75,11 @@ class Checker {
     config_.schedulers = components(KILN_KIND_SCHEDULER, "schedulers");
     config_.reporters = components(KILN_KIND_REPORTER, "reporters");
     config_.policies = components(KILN_KIND_POLICY, "policies");
+    read_locks();
     read_builders();
     check_names();
     check_references();
+    check_locks();
 
     CheckResult result;
     std::stable_sort(errors_.begin(), errors_.end(), [](const Diagnostic& a, const Diagnostic& b) {
@@ -313,6 +315,7 @@ class Checker {
       b.can_start_build = policy_reference(pointer + "/can_start_build", "can_start_build");
       if (const json* v = member(entry, "build_horizon_days"); v && v->is_number()) b.build_horizon_days = *v;
       if (const json* v = member(entry, "log_horizon_days"); v && v->is_number()) b.log_horizon_days = *v;
+      if (const json* v = member(entry, "locks")) b.locks = lock_accesses(*v);
 
       std::string label = b.name.empty() ? "builder" : "builder '" + b.name + "'";
       b.builddir = string_member(entry, "builddir").value_or(default_builddir(b.name));
@@ -336,6 +339,84 @@ class Checker {
         default_names(b.steps, 0);
       }
       config_.builders.push_back(std::move(b));
+    }
+  }
+
+  void read_locks() {
+    const json* entries = member(doc_.root, "locks");
+    if (entries == nullptr || !entries->is_array()) return;
+    for (size_t i = 0; i < entries->size(); ++i) {
+      const json& entry = (*entries)[i];
+      if (!entry.is_object()) continue;
+      LockConfig lock;
+      lock.pointer = "/locks/" + std::to_string(i);
+      lock.name = string_member(entry, "name").value_or("");
+      lock.per_worker = string_member(entry, "type").value_or("master") == "worker";
+      if (const json* v = member(entry, "max_count"); v && v->is_number_integer()) lock.max_count = v->get<int>();
+      if (const json* v = member(entry, "max_count_for_worker"); v && v->is_object()) {
+        if (!lock.per_worker) {
+          error(lock.pointer + "/max_count_for_worker", "max_count_for_worker needs a worker lock (type: worker)", true);
+        }
+        for (const auto& [worker, count] : v->items()) {
+          if (count.is_number_integer()) lock.max_count_for_worker[worker] = count.get<int>();
+        }
+      }
+      config_.locks.push_back(std::move(lock));
+    }
+  }
+
+  // Every use names a declared lock and asks no more than it can ever give.
+  void check_locks() {
+    check_unique(config_.locks, "lock");
+    std::vector<std::string> names;
+    std::map<std::string, const LockConfig*> by_name;
+    for (const auto& l : config_.locks) {
+      names.push_back(l.name);
+      by_name.emplace(l.name, &l);
+    }
+    std::set<std::string> worker_names;
+    std::vector<std::string> workers;
+    for (const auto& w : config_.workers) {
+      worker_names.insert(w.name);
+      workers.push_back(w.name);
+    }
+    for (const auto& l : config_.locks) {
+      for (const auto& [worker, count] : l.max_count_for_worker) {
+        if (worker_names.count(worker) != 0) continue;
+        std::string hint = closest_match(worker, workers);
+        error(l.pointer + "/max_count_for_worker/" + worker,
+              "unknown worker '" + worker + "'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"), true);
+      }
+    }
+    auto check_uses = [&](const std::string& list_pointer) {
+      json::json_pointer where(list_pointer);
+      if (!doc_.root.contains(where) || !doc_.root.at(where).is_array()) return;
+      const json& listed = doc_.root.at(where);
+      std::set<std::string> seen;
+      for (size_t i = 0; i < listed.size(); ++i) {
+        const std::string pointer = list_pointer + "/" + std::to_string(i);
+        std::vector<LockAccess> one = lock_accesses(json::array({listed[i]}));
+        if (one.empty()) continue;
+        const LockAccess& use = one.front();
+        auto found = by_name.find(use.name);
+        if (found == by_name.end()) {
+          std::string hint = closest_match(use.name, names);
+          error(pointer, "unknown lock '" + use.name + "'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+          continue;
+        }
+        if (!seen.insert(use.name).second) error(pointer, "lock '" + use.name + "' is listed twice");
+        const LockConfig& lock = *found->second;
+        int most = lock.max_count;
+        for (const auto& [worker, count] : lock.max_count_for_worker) most = std::max(most, count);
+        if (!use.exclusive && use.count > most) {
+          error(pointer, "count " + std::to_string(use.count) + " of lock '" + use.name +
+                             "' is more than its max_count " + std::to_string(most) + ": it could never be taken");
+        }
+      }
+    };
+    for (const auto& b : config_.builders) {
+      check_uses(b.pointer + "/locks");
+      for (const auto& step : b.steps) check_uses(step.pointer + "/locks");
     }
   }
 
@@ -465,6 +546,26 @@ class Checker {
 };
 
 }  // namespace
+
+std::vector<LockAccess> lock_accesses(const json& locks) {
+  std::vector<LockAccess> out;
+  if (!locks.is_array()) return out;
+  for (const auto& use : locks) {
+    LockAccess access;
+    if (use.is_string()) {
+      access.name = use.get<std::string>();
+    } else if (use.is_object() && use.contains("name") && use["name"].is_string()) {
+      access.name = use["name"].get<std::string>();
+      access.exclusive = use.value("access", std::string("counting")) == "exclusive";
+      if (const auto it = use.find("count"); it != use.end() && it->is_number_integer()) access.count = it->get<int>();
+    } else {
+      continue;
+    }
+    if (access.exclusive) access.count = 1;
+    out.push_back(std::move(access));
+  }
+  return out;
+}
 
 CheckResult check_master_config(const ConfigDocument& doc, const ComponentCatalog& catalog) {
   try {

@@ -18,7 +18,8 @@ constexpr const char* kCoreSchema = R"json({
     "schedulers": {"type": ["array", "null"], "items": {"$ref": "#/definitions/scheduler"}},
     "builders": {"type": ["array", "null"], "items": {"$ref": "#/definitions/builder"}},
     "reporters": {"type": ["array", "null"], "items": {"$ref": "#/definitions/reporter"}},
-    "policies": {"type": ["array", "null"], "items": {"$ref": "#/definitions/policy"}}
+    "policies": {"type": ["array", "null"], "items": {"$ref": "#/definitions/policy"}},
+    "locks": {"type": ["array", "null"], "items": {"$ref": "#/definitions/lock"}}
   },
   "definitions": {
     "name": {"type": "string", "minLength": 1},
@@ -30,6 +31,31 @@ constexpr const char* kCoreSchema = R"json({
       "type": "object",
       "additionalProperties": {"type": ["string", "array"], "items": {"type": "string"}},
       "default": {}
+    },
+    "lock": {
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["name"],
+      "properties": {
+        "name": {"$ref": "#/definitions/name"},
+        "type": {"enum": ["master", "worker"], "default": "master"},
+        "max_count": {"type": "integer", "minimum": 1, "default": 1},
+        "max_count_for_worker": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}}
+      }
+    },
+    "lock_uses": {
+      "type": "array",
+      "items": {
+        "type": ["string", "object"],
+        "minLength": 1,
+        "additionalProperties": false,
+        "required": ["name"],
+        "properties": {
+          "name": {"$ref": "#/definitions/name"},
+          "access": {"enum": ["counting", "exclusive"], "default": "counting"},
+          "count": {"type": "integer", "minimum": 1, "default": 1}
+        }
+      }
     },
     "master": {
       "type": ["object", "null"],
@@ -97,6 +123,7 @@ constexpr const char* kCoreSchema = R"json({
         "can_start_build": {"$ref": "#/definitions/policy_ref"},
         "build_horizon_days": {"type": "number", "minimum": 0},
         "log_horizon_days": {"type": "number", "minimum": 0},
+        "locks": {"$ref": "#/definitions/lock_uses"},
         "steps": {"type": "array", "items": {"$ref": "#/definitions/step"}}
       }
     },
@@ -131,6 +158,7 @@ constexpr const char* kCoreSchema = R"json({
         },
         "env": {"$ref": "#/definitions/env"},
         "workdir": {"type": "string", "minLength": 1},
+        "locks": {"$ref": "#/definitions/lock_uses"},
         "log_eval": {"$ref": "#/definitions/policy_ref"}
       }
     },

@@ -56,6 +56,32 @@ struct ComponentConfig {
   SourceLocation location;
 };
 
+// A lock builds and steps take: Buildbot's MasterLock (one for the master)
+// or WorkerLock (one per worker, `per_worker`).
+struct LockConfig {
+  std::string name;
+  bool per_worker = false;
+  int max_count = 1;
+  std::map<std::string, int> max_count_for_worker;  // worker lock only
+  std::string pointer;
+  bool operator==(const LockConfig& o) const {
+    return name == o.name && per_worker == o.per_worker && max_count == o.max_count &&
+           max_count_for_worker == o.max_count_for_worker;
+  }
+};
+
+// One use of a lock by a builder (for the whole build) or a step: `name` or
+// {name, access: exclusive|counting, count}.
+struct LockAccess {
+  std::string name;
+  bool exclusive = false;  // counting otherwise, Buildbot's default
+  int count = 1;           // counting only
+  bool operator==(const LockAccess&) const = default;
+};
+
+// The accesses of a `locks:` value that passed the schema; others skipped.
+std::vector<LockAccess> lock_accesses(const nlohmann::json& locks);
+
 struct BuilderConfig {
   std::string name;
   std::string description;
@@ -71,6 +97,7 @@ struct BuilderConfig {
   std::optional<std::string> can_start_build;
   std::optional<double> build_horizon_days;  // retention; unset: keep
   std::optional<double> log_horizon_days;
+  std::vector<LockAccess> locks;       // held for the whole build
   std::vector<ComponentConfig> steps;  // kind STEP; common = step keys
   std::string pointer;
   SourceLocation location;
@@ -100,6 +127,7 @@ struct MasterConfig {
   std::vector<BuilderConfig> builders;
   std::vector<ComponentConfig> reporters;
   std::vector<ComponentConfig> policies;  // named policy functions
+  std::vector<LockConfig> locks;
 };
 
 // Phase 1. `path` is a master.yaml or a folder holding one. Fails with every

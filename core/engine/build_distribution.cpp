@@ -176,18 +176,25 @@ void BuildDistribution::serve(BuilderSlot& builder) {
     if (!index) return;
     const PendingRequest& request = builder.pending[*index];
     WorkerSlot* worker = nullptr;
+    std::unique_ptr<LockClaim> locks;
+    builder.waiting_for_lock.clear();
     while (!candidates.empty()) {
       WorkerSlot* w = next_worker(builder, worker_policy, candidates, request);
       if (!w) break;
-      if (can_start(builder, start_policy, *w, request)) {
-        worker = w;
-        break;
-      }
-      quarantine(*w, builder);
       candidates.erase(std::find(candidates.begin(), candidates.end(), w));
+      if (!can_start(builder, start_policy, *w, request)) {
+        quarantine(*w, builder);
+        continue;
+      }
+      // Busy locks are no fault of the worker: no quarantine; a release
+      // brings the builder round again. A worker lock may be free elsewhere.
+      if (!bc.locks.empty() && !(locks = core_.locks.try_take(bc.locks, w->name, &builder.waiting_for_lock))) continue;
+      worker = w;
+      builder.waiting_for_lock.clear();
+      break;
     }
     if (!worker) return;
-    core_.start_build(builder, *worker, take_requests(builder, *index));
+    core_.start_build(builder, *worker, take_requests(builder, *index), std::move(locks));
   }
 }
 

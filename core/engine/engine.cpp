@@ -240,7 +240,10 @@ EngineCore::EngineCore(Engine& e, util::EventLoop& l, store::Store& s, plugin::R
       masterid(m),
       events(e.events()),
       data(e.data()),
-      state(s) {}
+      state(s),
+      locks(l, [this] { schedule_start_builds(); }) {
+  locks.configure(config.locks);
+}
 
 EngineCore::~EngineCore() {
   *alive = false;
@@ -616,9 +619,10 @@ void EngineCore::start_builds() {
 }
 
 void EngineCore::start_build(BuilderSlot& builder, WorkerSlot& worker,
-                             std::vector<PendingRequest> requests) {
+                             std::vector<PendingRequest> requests, std::unique_ptr<LockClaim> claim) {
   auto owned = std::make_unique<Build>();
   Build* build = owned.get();
+  build->locks = std::move(claim);
   build->builder = &builder;
   build->worker = &worker;
   for (const auto& r : requests) build->brids.push_back(r.brid);
@@ -791,6 +795,33 @@ void EngineCore::start_step(Build& build, config::ComponentConfig step_config) {
       return;
     }
     if (r->common.contains("hide_step_if")) r->hidden = truthy_text(r->common["hide_step_if"]);
+    // Its locks first, as in Buildbot: do_step_if and the rest see a step
+    // that may run.
+    const auto uses = config::lock_accesses(r->common.value("locks", json::array()));
+    if (uses.empty()) return run_step(*r);
+    std::string blocking;
+    if ((r->locks = locks.try_take(uses, build.worker->name, &blocking))) return run_step(*r);
+    const std::string waiting = "waiting for lock '" + blocking + "'";
+    store.set_step_state_string(r->stepid, waiting, [](store::Status) {});
+    build.current_step_name = r->name + " (" + waiting + ")";
+    r->lock_wait = locks.wait_for(
+        uses, build.worker->name,
+        build.builder->config->name + "/" + std::to_string(build.number) + "/" + r->name,
+        [this, r](std::unique_ptr<LockClaim> claim) {
+          r->lock_wait.reset();
+          r->locks = std::move(claim);
+          r->build.current_step_name = r->name;
+          run_step(*r);
+        });
+  }));
+}
+
+void EngineCore::run_step(StepRun& run) {
+  StepRun* r = &run;
+  Build& build = run.build;
+  {
+    InterpolateScope scope = scope_for(build);
+    std::string error;
     if (r->common.contains("do_step_if") && !truthy_text(r->common["do_step_if"])) {
       step_finished(*r, KILN_SKIPPED, "skipped");
       return;
@@ -824,7 +855,7 @@ void EngineCore::start_step(Build& build, config::ComponentConfig step_config) {
                 "step '" + r->name + "' failed to run: " +
                     (err.message.empty() ? "status " + std::to_string(err.status) : err.message));
     }
-  }));
+  }
 }
 
 void EngineCore::fail_step(StepRun& run, int result, const std::string& message) {
@@ -837,6 +868,8 @@ void EngineCore::fail_step(StepRun& run, int result, const std::string& message)
 void EngineCore::step_finished(StepRun& run, int result, std::string summary) {
   if (run.finished) return;
   run.finished = true;
+  run.lock_wait.reset();
+  run.locks.reset();  // the next step, or another build, may want them
   Build& build = run.build;
   // Commands still running belong to a step that no longer listens.
   for (uint64_t id : std::vector<uint64_t>(run.commands.begin(), run.commands.end())) {
@@ -953,6 +986,11 @@ void EngineCore::stop_build(Build& build, const std::string& reason) {
   if (build.stopping) return;
   build.stopping = true;
   build.stop_reason = reason;
+  if (build.current && build.current->lock_wait && !build.current->finished) {
+    // It never ran: nothing to interrupt.
+    step_finished(*build.current, KILN_CANCELLED, "cancelled while waiting for locks: " + reason);
+    return;
+  }
   if (build.current && build.current->instance && !build.current->finished) {
     const auto* vt = build.current->instance->vtable<kiln_step_vtable>();
     if (KILN_HAS(kiln_step_vtable, vt, interrupt)) {
@@ -1365,10 +1403,12 @@ json EngineCore::status() const {
                          {"step", build->current_step_name},
                          {"started_at", build->started_at}});
     }
-    out["builders"].push_back({{"name", name},
-                               {"pending", b->pending.size()},
-                               {"running", running},
-                               {"last", b->last.value_or(json())}});
+    json entry = {{"name", name},
+                  {"pending", b->pending.size()},
+                  {"running", running},
+                  {"last", b->last.value_or(json())}};
+    if (!b->pending.empty() && !b->waiting_for_lock.empty()) entry["waiting_for_lock"] = b->waiting_for_lock;
+    out["builders"].push_back(std::move(entry));
   }
   for (const auto& [name, w] : workers) {
     out["workers"].push_back({{"name", name},
@@ -1378,6 +1418,7 @@ json EngineCore::status() const {
                               {"problem", w->problem.empty() ? json() : json(w->problem)},
                               {"quarantine", distribution->quarantine_of(name)}});
   }
+  out["locks"] = locks.status();
   out["log_backlog"] = {{"queued_bytes", output_throttle.queued_bytes()},
                         {"peak_bytes", output_throttle.peak_bytes()},
                         {"paused_workers", output_throttle.paused_workers()}};

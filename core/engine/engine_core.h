@@ -6,6 +6,7 @@
 #include "engine/build_distribution.h"
 #include "engine/engine.h"
 #include "engine/interpolate.h"
+#include "engine/locks.h"
 #include "engine/log_writer.h"
 #include "engine/output_throttle.h"
 #include "engine/policies.h"
@@ -96,6 +97,7 @@ struct BuilderSlot {
   std::set<Build*> running;
   std::optional<json> last;  // {"number", "results", "complete_at"}
   bool removed = false;      // by a reconfig; goes when its builds end
+  std::string waiting_for_lock;  // the lock its next build waits for, if any
 };
 
 // A scheduler, change source or reporter, by its configured name.
@@ -141,6 +143,8 @@ struct StepRun {
   std::set<uint64_t> commands;
   bool finished = false;
   bool hidden = false;
+  std::unique_ptr<LockWait> lock_wait;  // while its locks are taken by others
+  std::unique_ptr<LockClaim> locks;
 
   StepRun(Build& b, config::ComponentConfig c) : build(b), config(std::move(c)) {}
 };
@@ -167,6 +171,7 @@ struct Build {
   std::string stop_reason;
   std::unique_ptr<StepRun> current;
   std::string current_step_name;
+  std::unique_ptr<LockClaim> locks;  // its builder's, for the whole build
 };
 
 // What a reconfig needs from the store before it changes anything.
@@ -214,11 +219,13 @@ struct EngineCore {
   void schedule_start_builds();
   void start_builds();
   // requests: the chosen one first, then those collapsed into it.
-  void start_build(BuilderSlot& builder, WorkerSlot& worker, std::vector<PendingRequest> requests);
+  void start_build(BuilderSlot& builder, WorkerSlot& worker, std::vector<PendingRequest> requests,
+                   std::unique_ptr<LockClaim> locks);
   void begin_build(Build& build, const json& buildrequest, const json& buildset);
   void abandon_build(Build& build);  // before it started: back to the queue
   void run_next_step(Build& build);
   void start_step(Build& build, config::ComponentConfig step_config);
+  void run_step(StepRun& run);  // once its locks are taken
   void step_finished(StepRun& run, int result, std::string summary);
   void fail_step(StepRun& run, int result, const std::string& message);
   void check_buildset_complete(int64_t bsid);
@@ -280,6 +287,7 @@ struct EngineCore {
   bool retention_running = false;
   std::shared_ptr<std::function<void()>> retention_chain;  // the batch in flight
   OutputThrottle output_throttle;
+  LockTable locks;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   // Last, so that policy instances go before the state they use.
   std::unique_ptr<Policies> policies = std::make_unique<Policies>(*this);

@@ -32,7 +32,7 @@ bool same_builder(const config::BuilderConfig& a, const config::BuilderConfig& b
          a.collapse_requests == b.collapse_requests && a.next_worker == b.next_worker &&
          a.next_build == b.next_build && a.can_start_build == b.can_start_build &&
          a.build_horizon_days == b.build_horizon_days &&
-         a.log_horizon_days == b.log_horizon_days && same_steps(a.steps, b.steps);
+         a.log_horizon_days == b.log_horizon_days && a.locks == b.locks && same_steps(a.steps, b.steps);
 }
 
 // Runs `then` once every one of `remaining` asynchronous parts reported.
@@ -266,6 +266,10 @@ void EngineCore::apply_reconfig(ReconfigPlan& plan, std::function<void(json)> do
   reconcile_components(next.schedulers, schedulers, changes, errors);
   reconcile_components(next.change_sources, change_sources, changes, errors);
 
+  if (next.locks != config.locks) {
+    note("locks changed");
+    locks.configure(next.locks);
+  }
   config = std::move(next);
   apply_retention();  // horizons may have changed
   schedule_start_builds();

@@ -248,6 +248,24 @@ TEST_CASE("status prints builders and workers as tables with results in words") 
   REQUIRE(format_status(json::object(), 0) == "no builders\n\nno workers\n");
 }
 
+TEST_CASE("status shows a builder held back by a lock and the locks in use with their waiters") {
+  json status{{"builders", {{{"name", "db-tests"}, {"pending", 1}, {"waiting_for_lock", "db"}, {"running", json::array()}}}},
+              {"workers", json::array()},
+              {"locks",
+               {{{"name", "db"}, {"max_count", 1}, {"exclusive", true}, {"counting", 0}, {"waiting", {"unit/4/migrate"}}},
+                {{"name", "cpu"}, {"worker", "w1"}, {"max_count", 4}, {"exclusive", false}, {"counting", 3},
+                 {"waiting", json::array()}}}}};
+  REQUIRE(format_status(status, 0) ==
+          "BUILDER   PENDING                    RUNNING  LAST\n"
+          "db-tests  1 (waiting for lock 'db')  -        -\n"
+          "\n"
+          "no workers\n"
+          "\n"
+          "LOCK       HELD       WAITING\n"
+          "db         exclusive  unit/4/migrate\n"
+          "cpu on w1  3/4        -\n");
+}
+
 TEST_CASE("result codes print as Buildbot's words") {
   const char* words[] = {"success",   "warnings", "failure",  "skipped",
                          "exception", "retry",    "cancelled"};

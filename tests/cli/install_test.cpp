@@ -29,19 +29,7 @@ std::string quoted(const fs::path& p) {
   return out + "'";
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() /
-           ("kiln-install-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using kiln::testing::TempDir;
 
 struct Run {
   int status = -1;
@@ -63,8 +51,8 @@ Run run(const std::string& command, const fs::path& dir) {
 
 // Installs the build tree into tmp/prefix.
 void install(const TempDir& tmp) {
-  const fs::path prefix = tmp.path / "prefix";
-  Run install = run("cmake --install " + quoted(KILN_BUILD_DIR) + " --prefix " + quoted(prefix), tmp.path);
+  const fs::path prefix = tmp.path() / "prefix";
+  Run install = run("cmake --install " + quoted(KILN_BUILD_DIR) + " --prefix " + quoted(prefix), tmp.path());
   INFO(install.output);
   REQUIRE(install.status == 0);
   CHECK(fs::exists(prefix / "bin" / "kiln"));
@@ -76,11 +64,11 @@ void install(const TempDir& tmp) {
 // Builds examples/<example> out of tree in tmp/<example> against the
 // package installed in tmp/prefix; returns the built kiln-<name>.so.
 fs::path build_example(const TempDir& tmp, const std::string& example, const std::string& name) {
-  const fs::path prefix = tmp.path / "prefix";
-  const fs::path build = tmp.path / example;
+  const fs::path prefix = tmp.path() / "prefix";
+  const fs::path build = tmp.path() / example;
   Run configure = run("cmake -S " + quoted(fs::path(KILN_SOURCE_DIR) / "examples" / example) + " -B " +
                           quoted(build) + " -G Ninja -DCMAKE_PREFIX_PATH=" + quoted(prefix),
-                      tmp.path);
+                      tmp.path());
   INFO(configure.output);
   REQUIRE(configure.status == 0);
   // The package found must be the one just installed, not a system one.
@@ -92,7 +80,7 @@ fs::path build_example(const TempDir& tmp, const std::string& example, const std
   }
   CHECK_THAT(kiln_dir, Catch::StartsWith(prefix.string()));
 
-  Run compile = run("cmake --build " + quoted(build), tmp.path);
+  Run compile = run("cmake --build " + quoted(build), tmp.path());
   INFO(compile.output);
   REQUIRE(compile.status == 0);
   return build / ("kiln-" + name + ".so");
@@ -125,7 +113,7 @@ TEST_CASE("the installed SDK builds the out-of-tree example plugin which exports
   const fs::path plugin = install_and_build_hello(tmp);
   REQUIRE(fs::exists(plugin));
 
-  Run nm = run("nm -D --defined-only " + quoted(plugin), tmp.path);
+  Run nm = run("nm -D --defined-only " + quoted(plugin), tmp.path());
   INFO(nm.output);
   REQUIRE(nm.status == 0);
   std::set<std::string> symbols;
@@ -145,9 +133,9 @@ TEST_CASE("the installed kiln lists the example plugin's components from KILN_PL
   const fs::path plugin = install_and_build_hello(tmp);
   REQUIRE(fs::exists(plugin));
   const std::string env = "KILN_PLUGIN_PATH=" + quoted(plugin.parent_path()) + " ";
-  const std::string kiln = quoted(tmp.path / "prefix" / "bin" / "kiln");
+  const std::string kiln = quoted(tmp.path() / "prefix" / "bin" / "kiln");
 
-  Run list = run(env + kiln + " plugins", tmp.path);
+  Run list = run(env + kiln + " plugins", tmp.path());
   INFO(list.output);
   CHECK(list.status == 0);
   std::istringstream lines(list.output);
@@ -166,7 +154,7 @@ TEST_CASE("the installed kiln lists the example plugin's components from KILN_PL
   // The installed kiln finds its own plugins under <prefix>/lib/kiln/plugins.
   CHECK_THAT(list.output, Catch::Contains("kiln-local-worker.so"));
 
-  Run show = run(env + kiln + " plugins hello", tmp.path);
+  Run show = run(env + kiln + " plugins hello", tmp.path());
   INFO(show.output);
   CHECK(show.status == 0);
   CHECK_THAT(show.output, Catch::Contains("greeting") && Catch::Contains("Writes a greeting"));
@@ -179,9 +167,9 @@ TEST_CASE("the installed SDK builds the straight-line Framboozle step and kiln l
   const fs::path plugin = build_example(tmp, "framboozle-step", "framboozle");
   REQUIRE(fs::exists(plugin));
   const std::string env = "KILN_PLUGIN_PATH=" + quoted(plugin.parent_path()) + " ";
-  const std::string kiln = quoted(tmp.path / "prefix" / "bin" / "kiln");
+  const std::string kiln = quoted(tmp.path() / "prefix" / "bin" / "kiln");
 
-  Run list = run(env + kiln + " plugins", tmp.path);
+  Run list = run(env + kiln + " plugins", tmp.path());
   INFO(list.output);
   CHECK(list.status == 0);
   const std::vector<std::string> expected = {"step", "framboozle", "0.1.0", "kiln-framboozle.so"};
@@ -189,7 +177,7 @@ TEST_CASE("the installed SDK builds the straight-line Framboozle step and kiln l
   for (const auto& row : plugin_rows(list.output)) listed = listed || row == expected;
   CHECK(listed);
 
-  Run show = run(env + kiln + " plugins framboozle", tmp.path);
+  Run show = run(env + kiln + " plugins framboozle", tmp.path());
   INFO(show.output);
   CHECK(show.status == 0);
   CHECK_THAT(show.output, Catch::Contains("marker") && Catch::Contains("FNURRRGH!"));
@@ -202,7 +190,7 @@ TEST_CASE("the installed SDK builds the custom poller example, which reports one
   const fs::path plugin = build_example(tmp, "custom-poller", "dropdir");
   REQUIRE(fs::exists(plugin));
   const std::string env = "KILN_PLUGIN_PATH=" + quoted(plugin.parent_path()) + " ";
-  Run list = run(env + quoted(tmp.path / "prefix" / "bin" / "kiln") + " plugins", tmp.path);
+  Run list = run(env + quoted(tmp.path() / "prefix" / "bin" / "kiln") + " plugins", tmp.path());
   INFO(list.output);
   CHECK(list.status == 0);
   const std::vector<std::string> expected = {"change_source", "dropdir", "0.1.0", "kiln-dropdir.so"};

@@ -4,6 +4,7 @@
 
 #include "config/component_catalog.h"
 #include "config/master_config.h"
+#include "store/temp_dir.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -96,31 +97,7 @@ class FakeCatalog : public ComponentCatalog {
 };
 
 // A scratch folder removed with everything in it at the end of a test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "kiln-config-XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-
-  std::filesystem::path write(const std::string& relative, const std::string& text) const {
-    std::filesystem::path file = path_ / relative;
-    std::filesystem::create_directories(file.parent_path());
-    std::ofstream(file, std::ios::binary) << text;
-    return file;
-  }
-
- private:
-  std::filesystem::path path_;
-};
+using kiln::testing::TempDir;
 
 // A variable set for the length of a test.
 class ScopedEnv {

@@ -7,6 +7,7 @@
 #include "plugin/host.h"
 #include "plugin/registry.h"
 #include "util/event_loop.h"
+#include "store/temp_dir.h"
 
 #include <catch2/catch.hpp>
 #include <kiln/plugin_api.h>
@@ -29,23 +30,7 @@ namespace kiln::local_worker_test {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device random;
-    path_ = fs::temp_directory_path() / ("kiln-lworker-test-" + std::to_string(random()));
-    fs::create_directories(path_);
-    path_ = fs::canonical(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using kiln::testing::TempDir;
 
 struct CommandRecord {
   std::string stdout_text, stderr_text, header;

@@ -3,6 +3,7 @@
 // folder, a capture of what is logged, and an in-memory StateBackend.
 
 #include "plugin/host.h"
+#include "store/temp_dir.h"
 
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -27,23 +28,7 @@ inline std::filesystem::path case_library(const std::string& name,
   return case_dir(folder.empty() ? name : folder) / ("kiln-" + name + ".so");
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device random;
-    path_ = std::filesystem::temp_directory_path() /
-            ("kiln-plugin-test-" + std::to_string(random()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using kiln::testing::TempDir;
 
 // Routes the default spdlog logger into a string while alive.
 class LogCapture {

@@ -10,6 +10,7 @@
 #include "plugin/host.h"
 #include "plugin/registry.h"
 #include "util/event_loop.h"
+#include "store/temp_dir.h"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -265,21 +266,6 @@ class Harness {
   std::string run_error;
 };
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device random;
-    path_ = std::filesystem::temp_directory_path() / ("kiln-std-plugins-" + std::to_string(random()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using kiln::testing::TempDir;
 
 }  // namespace kiln::std_plugins::test

@@ -19,7 +19,8 @@ class TempDir {
     if (::mkdtemp(pattern.data()) == nullptr) {
       throw std::runtime_error("mkdtemp failed for " + pattern);
     }
-    path_ = pattern;
+    // Canonical: tests compare it with paths the programs report.
+    path_ = std::filesystem::canonical(pattern);
   }
   ~TempDir() {
     std::error_code ignored;
@@ -30,6 +31,14 @@ class TempDir {
 
   const std::filesystem::path& path() const { return path_; }
   std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+  // Writes `text` to `relative` inside the folder, creating its parents.
+  std::filesystem::path write(const std::string& relative, const std::string& text) const {
+    std::filesystem::path file = path_ / relative;
+    std::filesystem::create_directories(file.parent_path());
+    std::ofstream(file, std::ios::binary) << text;
+    return file;
+  }
 
  private:
   std::filesystem::path path_;

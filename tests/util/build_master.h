@@ -93,6 +93,20 @@ class BuildMaster {
     return get("builds/" + std::to_string(finished_.back()["buildid"].get<int64_t>()));
   }
 
+  // Submits a buildset of `builder` without waiting for it.
+  void submit(const std::string& builder) {
+    engine_->add_buildset({{"builders", {builder}}, {"reason", "test"}}, [](kiln_status status, json value) {
+      INFO(value.dump());
+      CHECK(status == KILN_OK);
+    });
+  }
+
+  kiln::util::EventLoop& loop() { return loop_; }
+  kiln::engine::Engine& engine() { return *engine_; }
+  const std::filesystem::path& dir() const { return dir_.path(); }
+  // builds/N/finished events so far, in order.
+  const std::vector<json>& finished() const { return finished_; }
+
   json properties(const json& build) {
     return get("builds/" + std::to_string(build["buildid"].get<int64_t>()) + "/properties");
   }
