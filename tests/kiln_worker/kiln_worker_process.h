@@ -55,4 +55,28 @@ class KilnWorkerProcess {
   pid_t pid_ = -1;
 };
 
+struct Ended {
+  int status = -1;  // the wait status
+  std::string output;
+};
+
+// Runs kiln-worker with exactly `args` until it exits by itself (within
+// 20 s, else the test fails); for settings errors and giving up.
+inline Ended run_to_end(const fs::path& root, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {KILN_WORKER_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const fs::path output = root / "run.log";
+  pid_t pid = kiln::testing::spawn_process(argv, {"PATH=/usr/bin:/bin"}, output, root);
+  Ended ended;
+  for (int i = 0; i < 2000 && !kiln::testing::process_exited(pid, &ended.status); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const bool ended_by_itself = pid <= 0;
+  kiln::testing::kill_process(pid);
+  ended.output = kiln::testing::read_file(output);
+  INFO(ended.output);
+  REQUIRE(ended_by_itself);
+  return ended;
+}
+
 }  // namespace kiln_worker_test
