@@ -107,6 +107,18 @@ inline bool is_connected(EngineFixture& f, const std::string& name) {
   return !w["connected_to"].empty();
 }
 
+// Builder `b` on bw1, one trivial step: for workers that must never run it.
+inline const char* const kTrivialBuild = R"yaml(
+builders:
+  - {name: b, workers: [bw1], steps: [{type: shell, command: "true"}]}
+)yaml";
+
+// After a refused worker had its chance: no build ran, bw1 is not connected.
+inline void check_never_built(EngineFixture& f) {
+  CHECK(f.finished().empty());
+  CHECK(!is_connected(f, "bw1"));
+}
+
 // Builder `slow` on bw1 and bw2: in a worker whose basedir holds SLOW the
 // step writes its shell's pid to <basedir>/shell.pid and waits a minute.
 inline const char* const kSlowBuild = R"yaml(
