@@ -120,4 +120,25 @@ inline json shell_args(const std::string& command, const fs::path& workdir) {
           {"interruptSignal", "KILL"}};
 }
 
+// Ping answered, then a graceful shutdown that waits for a running shell
+// command (run in <workdir>) before the worker is told to go.
+inline void check_ping_and_graceful_shutdown(WorkerFixture& f, const fs::path& workdir) {
+  Answer ping;
+  REQUIRE(f.control("ping", ping) == KILN_OK);
+  REQUIRE(f.run_until([&] { return ping.done; }));
+  CHECK(ping.status == KILN_OK);
+  CHECK(ping.value["ok"] == true);
+
+  REQUIRE(f.command(7, "shell", shell_args("sleep 0.5; echo finished", workdir)) == KILN_OK);
+  Answer shutdown;
+  REQUIRE(f.control("graceful_shutdown", shutdown) == KILN_OK);
+  REQUIRE(f.run_until([&] { return shutdown.done; }));
+  CHECK(shutdown.status == KILN_OK);
+  REQUIRE(f.ctx().results_.count(7) == 1);
+  CHECK(f.ctx().results_[7]["rc"] == 0);
+  CHECK(f.ctx().results_[7].contains("elapsed"));
+  CHECK(f.ctx().output_[7][KILN_STREAM_STDOUT] == "finished\n");
+  CHECK(f.ctx().output_[7][KILN_STREAM_HEADER].find("sleep 0.5; echo finished") != std::string::npos);
+}
+
 }  // namespace bbw_test

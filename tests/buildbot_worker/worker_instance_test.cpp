@@ -37,24 +37,8 @@ TEST_CASE("ping and graceful shutdown reach a real worker through control action
   CHECK(f.ctx().info_["basedir"] == worker.basedir().string());
   CHECK(f.ctx().info_["os"].is_string());
 
-  Answer ping;
-  REQUIRE(f.control("ping", ping) == KILN_OK);
-  REQUIRE(f.run_until([&] { return ping.done; }));
-  CHECK(ping.status == KILN_OK);
-  CHECK(ping.value["ok"] == true);
+  check_ping_and_graceful_shutdown(f, worker.basedir() / "x");
   CHECK(worker.twistd_log().find("message from master: ping") != std::string::npos);
-
-  // A graceful shutdown waits for the running command.
-  REQUIRE(f.command(7, "shell", shell_args("sleep 0.5; echo finished", worker.basedir() / "x")) == KILN_OK);
-  Answer shutdown;
-  REQUIRE(f.control("graceful_shutdown", shutdown) == KILN_OK);
-  REQUIRE(f.run_until([&] { return shutdown.done; }));
-  CHECK(shutdown.status == KILN_OK);
-  REQUIRE(f.ctx().results_.count(7) == 1);
-  CHECK(f.ctx().results_[7]["rc"] == 0);
-  CHECK(f.ctx().results_[7].contains("elapsed"));
-  CHECK(f.ctx().output_[7][KILN_STREAM_STDOUT] == "finished\n");
-  CHECK(f.ctx().output_[7][KILN_STREAM_HEADER].find("sleep 0.5; echo finished") != std::string::npos);
 
   // The worker exits; the instance reports it gone.
   REQUIRE(f.run_until([&] { return worker.exited() && !f.ctx().disconnect_reason_.empty(); }));

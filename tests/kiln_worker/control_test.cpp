@@ -11,16 +11,26 @@ namespace {
 using namespace bbw_test;
 using kiln_worker_test::KilnWorkerProcess;
 
+// One buildbot-worker instance `w1` and a kiln-worker connected to it.
+struct ConnectedWorker {
+  uint16_t port = free_port();
+  WorkerFixture f{"w1", {{"password", "secret"}, {"listen", "127.0.0.1:" + std::to_string(port)}}};
+  TempDir root{"kiln-worker-ctl"};
+  KilnWorkerProcess worker{root.path(), "w1", "secret", port};
+
+  ConnectedWorker() {
+    REQUIRE(f.start().empty());
+    worker.start();
+    REQUIRE(f.run_until([&] { return f.ctx().connects_ == 1; }));
+  }
+};
+
 }  // namespace
 
 TEST_CASE("kiln-worker kills an interrupted command's process group and completes it without elapsed") {
-  const uint16_t port = free_port();
-  WorkerFixture f("w1", {{"password", "secret"}, {"listen", "127.0.0.1:" + std::to_string(port)}});
-  REQUIRE(f.start().empty());
-  TempDir root("kiln-worker-ctl");
-  KilnWorkerProcess worker(root.path(), "w1", "secret", port);
-  worker.start();
-  REQUIRE(f.run_until([&] { return f.ctx().connects_ == 1; }));
+  ConnectedWorker c;
+  auto& f = c.f;
+  auto& worker = c.worker;
   INFO(worker.log());
   CHECK(f.ctx().info_["version"].get<std::string>().rfind("kiln-worker", 0) == 0);
 
@@ -39,29 +49,12 @@ TEST_CASE("kiln-worker kills an interrupted command's process group and complete
 }
 
 TEST_CASE("kiln-worker answers ping and exits 0 after a graceful shutdown that waited for its command") {
-  const uint16_t port = free_port();
-  WorkerFixture f("w1", {{"password", "secret"}, {"listen", "127.0.0.1:" + std::to_string(port)}});
-  REQUIRE(f.start().empty());
-  TempDir root("kiln-worker-ctl");
-  KilnWorkerProcess worker(root.path(), "w1", "secret", port);
-  worker.start();
-  REQUIRE(f.run_until([&] { return f.ctx().connects_ == 1; }));
+  ConnectedWorker c;
+  auto& f = c.f;
+  auto& worker = c.worker;
   INFO(worker.log());
-
-  Answer ping;
-  REQUIRE(f.control("ping", ping) == KILN_OK);
-  REQUIRE(f.run_until([&] { return ping.done; }));
-  CHECK(ping.status == KILN_OK);
+  check_ping_and_graceful_shutdown(f, worker.basedir() / "x");
   CHECK(worker.log().find("message from master: ping") != std::string::npos);
-
-  REQUIRE(f.command(7, "shell", shell_args("sleep 0.3; echo finished", worker.basedir() / "x")) == KILN_OK);
-  Answer shutdown;
-  REQUIRE(f.control("graceful_shutdown", shutdown) == KILN_OK);
-  REQUIRE(f.run_until([&] { return shutdown.done; }));
-  CHECK(shutdown.status == KILN_OK);
-  REQUIRE(f.ctx().results_.count(7) == 1);
-  CHECK(f.ctx().results_[7]["rc"] == 0);
-  CHECK(f.ctx().output_[7][KILN_STREAM_STDOUT] == "finished\n");
 
   int status = -1;
   REQUIRE(f.run_until([&] { return worker.exited(&status) && !f.ctx().disconnect_reason_.empty(); }));
