@@ -10,6 +10,7 @@
 #include "plugin/registry.h"
 #include "store/store.h"
 #include "store/temp_dir.h"
+#include "util/child_process.h"
 #include "util/event_loop.h"
 #include "util/free_port.h"
 #include "util/pump_loop.h"
@@ -76,58 +77,16 @@ class WorkerProcess {
     pid_ = spawn({"/usr/bin/buildbot-worker", "start", "--nodaemon", basedir_.string()},
                  root_ / (basedir_.filename().string() + ".out"));
   }
-  void kill_now() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
+  void kill_now() { kiln::testing::kill_process(pid_); }
   // SIGTERM, as an operator stops it; SIGKILL if it lingers.
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 300; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    kill_now();
-  }
+  void stop() { kiln::testing::stop_process(pid_); }
   // True once the process has ended (reaped here).
-  bool exited() {
-    if (pid_ <= 0) return true;
-    if (::waitpid(pid_, nullptr, WNOHANG) != pid_) return false;
-    pid_ = -1;
-    return true;
-  }
+  bool exited() { return kiln::testing::process_exited(pid_); }
   std::string twistd_log() const { return kiln::testing::read_file(basedir_ / "twistd.log"); }
 
  private:
   pid_t spawn(const std::vector<std::string>& args, const fs::path& output) {
-    std::vector<char*> argv, envp;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    for (const auto& e : env_) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
-    const int out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    const int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    const std::string dir = root_.string();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::dup2(in, 0);
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-      ::close_range(3, ~0u, 0);  // not the master's sockets
-      if (::chdir(dir.c_str()) != 0) ::_exit(126);
-      ::execve(argv[0], argv.data(), envp.data());
-      ::_exit(127);
-    }
-    ::close(out);
-    ::close(in);
-    REQUIRE(pid > 0);
-    return pid;
+    return kiln::testing::spawn_process(args, env_, output, root_);
   }
 
   fs::path root_, basedir_;

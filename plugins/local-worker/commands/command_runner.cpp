@@ -4,9 +4,11 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <vector>
 
@@ -126,7 +128,10 @@ std::shared_ptr<CommandRunner> make_command(boost::asio::io_context& io, const W
     for (const char* key : it->second.required) {
       if (!args.contains(key) || args[key].is_null()) missing += std::string(missing.empty() ? "" : ", ") + "'" + key + "'";
     }
-    if (!missing.empty()) {
+    auto escape = transfer_escape(settings, it->first, args);
+    if (escape) {
+      runner = std::make_shared<FailedCommand>(io, std::string(name), std::move(sink), std::move(*escape));
+    } else if (!missing.empty()) {
       runner = std::make_shared<FailedCommand>(
           io, std::string(name), std::move(sink),
           "command '" + std::string(name) + "' is missing required argument(s) " + missing);
@@ -136,6 +141,25 @@ std::shared_ptr<CommandRunner> make_command(boost::asio::io_context& io, const W
   }
   runner->self_ = runner;
   return runner;
+}
+
+std::optional<std::string> transfer_escape(const WorkerSettings& settings, std::string_view name,
+                                           const nlohmann::json& args) {
+  name = canonical_name(name);
+  if (!settings.confine_transfers || settings.basedir.empty()) return std::nullopt;
+  if (name != "upload_file" && name != "upload_directory" && name != "download_file") return std::nullopt;
+  auto path = args.find("path");
+  if (path == args.end() || !path->is_string()) return std::nullopt;  // the command reports it
+  // weakly_canonical resolves `..` and the symlinks of the part that exists.
+  std::error_code base_ec, target_ec;
+  auto base = std::filesystem::weakly_canonical(settings.basedir, base_ec);
+  if (base.filename().empty()) base = base.parent_path();
+  const auto target =
+      std::filesystem::weakly_canonical(detail::absolute_path(settings, path->get<std::string>()), target_ec);
+  const auto [base_end, _] = std::mismatch(base.begin(), base.end(), target.begin(), target.end());
+  if (!base_ec && !target_ec && base_end == base.end()) return std::nullopt;
+  return std::string(name) + ": refused: path '" + path->get<std::string>() + "' is outside the worker's basedir " +
+         settings.basedir;
 }
 
 nlohmann::json command_versions() {

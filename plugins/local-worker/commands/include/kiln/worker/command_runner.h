@@ -65,6 +65,11 @@ struct WorkerSettings {
   std::map<std::string, std::string> environ;
   // Runs string commands: <shell> -c <command>.
   std::string shell = "/bin/sh";
+  // When set, a transfer (upload_file, upload_directory, download_file)
+  // whose `path` resolves outside basedir (through `..` or a symlink) is
+  // refused: a worker on another machine does not let its master read or
+  // write files anywhere it likes.
+  bool confine_transfers = false;
 };
 
 class CommandRunner {
@@ -121,6 +126,11 @@ class CommandRunner {
 std::shared_ptr<CommandRunner> make_command(boost::asio::io_context& io, const WorkerSettings& settings,
                                             std::string_view name, nlohmann::json args,
                                             std::shared_ptr<CommandSink> sink);
+
+// When settings.confine_transfers is set and `name` is a transfer whose
+// `path` argument lies outside the basedir: why it is refused.
+std::optional<std::string> transfer_escape(const WorkerSettings& settings, std::string_view name,
+                                           const nlohmann::json& args);
 
 // {"shell": "3.7", ...}: the worker_commands a worker announces.
 nlohmann::json command_versions();
