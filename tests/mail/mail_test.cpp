@@ -6,11 +6,7 @@
 #include "mail/mail_support.h"
 #include "plugin/plugin_test_support.h"
 #include "schedulers/scheduler_master.h"
-
-#include "config/master_config.h"
-#include "config/yaml_document.h"
-#include "master/master_loading.h"
-#include "plugin/registry.h"
+#include "util/config_errors.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -308,19 +304,7 @@ TEST_CASE("a server that accepts and never answers holds up neither builds nor s
 }
 
 // Config errors, as `kiln checkconfig` reports them.
-std::string config_errors(const std::string& reporter) {
-  TempDir dir("kiln-mail-config");
-  kiln::testing::write_file(dir / "master.yaml", master_yaml(reporter));
-  kiln::plugin::Registry registry;
-  kiln::master::register_builtins(registry);
-  for (const auto& e : registry.load_directories({KILN_BUILD_PLUGIN_DIR})) FAIL(e.to_string());
-  auto read = kiln::config::read_config_document(dir / "master.yaml");
-  REQUIRE(read.errors.empty());
-  auto checked = kiln::config::check_master_config(*read.document, registry);
-  std::string out;
-  for (const auto& d : checked.errors) out += d.to_string() + "\n";
-  return out;
-}
+std::string config_errors(const std::string& reporter) { return kiln::testing::config_errors(master_yaml(reporter)); }
 
 TEST_CASE("mail configuration errors name the key and what is wrong") {
   const std::string base = "  - {type: mail, fromaddr: ci@example.org, ";
