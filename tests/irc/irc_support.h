@@ -84,20 +84,15 @@ class IrcServer {
     kiln::testing::write_file(dir_ / "ngircd.conf", conf);
     process_.start({"/usr/sbin/ngircd", "--nodaemon", "--config", (dir_ / "ngircd.conf").string()},
                    dir_ / "ngircd.out");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     for (uint16_t p : {port_, tls_port_}) {
       if (p == 0) continue;
-      for (;;) {
-        INFO(log());
-        REQUIRE(!process_.exited());
-        REQUIRE(std::chrono::steady_clock::now() < deadline);
-        const int fd = connect_loopback(p);
-        if (fd >= 0) {
-          ::close(fd);
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
+      process_.wait_until(
+          [p] {
+            const int fd = connect_loopback(p);
+            if (fd >= 0) ::close(fd);
+            return fd >= 0;
+          },
+          [this] { return log(); });
     }
   }
 

@@ -55,13 +55,7 @@ class SmtpSink {
     if (!options_.auth.empty()) args.insert(args.end(), {"--auth", options_.auth});
     if (options_.only_login) args.push_back("--only-login");
     process_.start(args, dir_.path() / "sink.out");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (!fs::exists(dir_.path() / "ready")) {
-      INFO(log());
-      REQUIRE(std::chrono::steady_clock::now() < deadline);
-      REQUIRE(!process_.exited());
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    process_.wait_until([&] { return fs::exists(dir_.path() / "ready"); }, [&] { return log(); });
   }
 
   void stop() {

@@ -6,9 +6,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
@@ -44,6 +47,18 @@ class ChildProcess {
     ::close(out);
     ::close(in);
     REQUIRE(pid_ > 0);
+  }
+
+  // Waits (in real time, at most 30 s) until `ready()` holds, failing the
+  // test if the program ends first; `log()` says why in the failure.
+  void wait_until(const std::function<bool()>& ready, const std::function<std::string()>& log) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!ready()) {
+      INFO(log());
+      REQUIRE(!exited());
+      REQUIRE(std::chrono::steady_clock::now() < deadline);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
 
   // Whether it has ended (reaped here).
