@@ -5,68 +5,24 @@
 // receiver answering 500 and then recovering, a queue that outlives a
 // restart, the queue bound, and configuration errors.
 
+#include "http_push/push_receiver.h"
 #include "plugin/plugin_test_support.h"
 #include "schedulers/scheduler_master.h"
 #include "store/temp_dir.h"
-#include "util/child_process.h"
 #include "util/config_errors.h"
-#include "util/free_port.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 namespace {
 
-namespace fs = std::filesystem;
+using kiln::testing::PushReceiver;
 using kiln::testing::SchedulerMaster;
 using kiln::testing::TempDir;
 using nlohmann::json;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-class PushReceiver {
- public:
-  explicit PushReceiver(uint16_t port) : port_(port) {}
-  ~PushReceiver() { stop(); }
-
-  void start() {
-    fs::remove(dir_ / "ready");
-    process_.start({"/usr/bin/python3", KILN_SOURCE_DIR "/tests/http_push/push_receiver.py", "--port",
-                    std::to_string(port_), "--dir", dir_.path().string()},
-                   dir_ / "receiver.out");
-    process_.wait_until([&] { return fs::exists(dir_ / "ready"); }, [&] { return kiln::testing::read_file(dir_ / "receiver.out"); });
-  }
-  void stop() { process_.stop(); }
-
-  // Answer 500 from now on (true) or take posts again (false).
-  void refuse(bool on) {
-    if (on) {
-      kiln::testing::write_file(dir_ / "fail", "");
-    } else {
-      fs::remove(dir_ / "fail");
-    }
-  }
-  size_t refused() const { return kiln::testing::read_file(dir_ / "refused").size(); }
-
-  // Every POST taken, oldest first: {"path", "headers", "body"}.
-  std::vector<json> posts() const {
-    std::vector<fs::path> files;
-    for (const auto& e : fs::directory_iterator(dir_.path())) {
-      if (e.path().extension() == ".json") files.push_back(e.path());
-    }
-    std::sort(files.begin(), files.end());
-    std::vector<json> out;
-    for (const auto& f : files) out.push_back(json::parse(kiln::testing::read_file(f)));
-    return out;
-  }
-
- private:
-  uint16_t port_;
-  TempDir dir_{"kiln-push"};
-  kiln::testing::ChildProcess process_;
-};
 
 std::string url_decoded(const std::string& text) {
   std::string out;
