@@ -82,6 +82,9 @@ class IrcBot : public sdk::Reporter {
   void with_builder(const std::string& to, const std::string& name, std::function<void(json)> then);
   void describe_status(const json& builder, std::function<void(std::string)> then);
   void describe_last(const json& builder, std::function<void(std::string)> then);
+  // `status` and `last`: one builder, or all of them (no argument, "all").
+  using Describe = void (IrcBot::*)(const json& builder, std::function<void(std::string)> then);
+  void describe_builders(const std::string& to, const std::vector<std::string>& args, Describe describe);
   void running_builds(const json& builder, std::function<void(std::vector<json>)> then);
   // Whether the authz_policy (if any) lets `who` do `action` on `builder`.
   bool allowed(const std::string& who, const std::string& action, const std::string& builder);

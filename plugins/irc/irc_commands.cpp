@@ -192,45 +192,35 @@ void IrcBot::describe_status(const json& builder, std::function<void(std::string
   });
 }
 
-void IrcBot::command_status(const std::string& to, const std::vector<std::string>& args) {
-  if (args.empty() || args[0] == "all") {
-    with_builders([this, to](std::vector<json> builders) {
-      if (builders.empty()) return say(to, "No builders are configured");
-      // One line per builder, in name order, once all are known.
-      auto lines = std::make_shared<std::vector<std::string>>(builders.size());
-      auto left = std::make_shared<size_t>(builders.size());
-      for (size_t i = 0; i < builders.size(); ++i) {
-        describe_status(builders[i], [this, to, lines, left, i](std::string line) {
-          (*lines)[i] = std::move(line);
-          if (--*left == 0) {
-            for (const auto& l : *lines) say(to, l);
-          }
-        });
-      }
+void IrcBot::describe_builders(const std::string& to, const std::vector<std::string>& args, Describe describe) {
+  if (!args.empty() && args[0] != "all") {
+    with_builder(to, args[0], [this, to, describe](json builder) {
+      (this->*describe)(builder, [this, to](std::string line) { say(to, line); });
     });
     return;
   }
-  with_builder(to, args[0], [this, to](json builder) { describe_status(builder, [this, to](std::string line) { say(to, line); }); });
+  with_builders([this, to, describe](std::vector<json> builders) {
+    if (builders.empty()) return say(to, "No builders are configured");
+    // One line per builder, in name order, once all are known.
+    auto lines = std::make_shared<std::vector<std::string>>(builders.size());
+    auto left = std::make_shared<size_t>(builders.size());
+    for (size_t i = 0; i < builders.size(); ++i) {
+      (this->*describe)(builders[i], [this, to, lines, left, i](std::string line) {
+        (*lines)[i] = std::move(line);
+        if (--*left == 0) {
+          for (const auto& l : *lines) say(to, l);
+        }
+      });
+    }
+  });
+}
+
+void IrcBot::command_status(const std::string& to, const std::vector<std::string>& args) {
+  describe_builders(to, args, &IrcBot::describe_status);
 }
 
 void IrcBot::command_last(const std::string& to, const std::vector<std::string>& args) {
-  if (args.empty() || args[0] == "all") {
-    with_builders([this, to](std::vector<json> builders) {
-      if (builders.empty()) return say(to, "No builders are configured");
-      auto lines = std::make_shared<std::vector<std::string>>(builders.size());
-      auto left = std::make_shared<size_t>(builders.size());
-      for (size_t i = 0; i < builders.size(); ++i) {
-        describe_last(builders[i], [this, to, lines, left, i](std::string line) {
-          (*lines)[i] = std::move(line);
-          if (--*left == 0) {
-            for (const auto& l : *lines) say(to, l);
-          }
-        });
-      }
-    });
-    return;
-  }
-  with_builder(to, args[0], [this, to](json builder) { describe_last(builder, [this, to](std::string line) { say(to, line); }); });
+  describe_builders(to, args, &IrcBot::describe_last);
 }
 
 void IrcBot::command_watch(const std::string& to, const std::vector<std::string>& args) {

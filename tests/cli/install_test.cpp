@@ -295,12 +295,7 @@ TEST_CASE("the installed SDK builds the chat webhook notifier, which posts a lin
   kiln::testing::SchedulerMaster m(webhook_master(port, "{{builder}} #{{number}}: {{result}} ({{status_detected}}) {{build_url}}"),
                                    kiln::testing::kJan31_2330, {plugins});
   m.start();
-  for (int rc : {0, 1, 1}) {
-    const size_t before = m.finished_builds().size();
-    m.submit({{"builders", {"unit"}}, {"reason", "test"}, {"properties", {{"rc", rc}}}});
-    REQUIRE(m.run_until([&] { return m.finished_builds().size() > before; }));
-    m.settle();
-  }
+  for (int rc : {0, 1, 1}) kiln::testing::run_build_with_rc(m, "unit", rc);
   REQUIRE(m.run_until([&] { return !receiver.posts().empty(); }));
   m.settle();
   const auto posts = receiver.posts();

@@ -18,6 +18,7 @@
 namespace {
 
 using kiln::testing::PushReceiver;
+using kiln::testing::run_build_with_rc;
 using kiln::testing::SchedulerMaster;
 using kiln::testing::TempDir;
 using nlohmann::json;
@@ -78,12 +79,6 @@ std::string push(const std::string& type, uint16_t port, const std::string& extr
          "/submit\", buffer_delay: 1, retry_delay: 5, timeout: 10" + (extra.empty() ? "" : ", " + extra) + "}";
 }
 
-void run_build(SchedulerMaster& m, int rc) {
-  const size_t before = m.finished_builds().size();
-  m.submit({{"builders", {"unit"}}, {"reason", "a test build"}, {"properties", {{"rc", rc}}}});
-  REQUIRE(m.run_until([&] { return m.finished_builds().size() > before; }));
-  m.settle();
-}
 
 const std::vector<std::string> kOneBuild = {"buildsetSubmitted", "buildStarted", "stepStarted",
                                             "stepFinished",      "buildFinished", "buildsetFinished"};
@@ -95,7 +90,7 @@ TEST_CASE("a build's events reach the receiver batched as JSON, in either wire f
   receiver.start();
   SchedulerMaster m(master_yaml(push(type, port, "headers: {X-Token: s3cret}")));
   m.start();
-  run_build(m, 1);
+  run_build_with_rc(m, "unit", 1);
   CHECK(receiver.posts().empty());  // nothing before buffer_delay is up
   m.advance_s(1);
   REQUIRE(m.run_until([&] { return receiver.posts().size() == 1; }));
@@ -120,7 +115,7 @@ TEST_CASE("a build's events reach the receiver batched as JSON, in either wire f
   CHECK(finished["payload"]["number"] == 1);
 
   // The next build's events come in the next batch, and only they.
-  run_build(m, 0);
+  run_build_with_rc(m, "unit", 0);
   m.advance_s(1);
   REQUIRE(m.run_until([&] { return receiver.posts().size() == 2; }));
   const json second = packets_of(receiver.posts()[1]);
@@ -137,13 +132,13 @@ TEST_CASE("a receiver answering 500 gets the batch again after retry_delay, with
   kiln::plugin::test::LogCapture log;
   SchedulerMaster m(master_yaml(push("status-push", port)));
   m.start();
-  run_build(m, 0);
+  run_build_with_rc(m, "unit", 0);
   m.advance_s(1);
   REQUIRE(m.run_until([&] { return contains(log.text(), "cannot push 6 events"); }));
   CHECK(contains(log.text(), "the server answered 500 Receiver Down: try later; retrying in 5.0 s"));
   CHECK(receiver.refused() == 1);
   // Builds go on while the receiver is down; their events queue up.
-  run_build(m, 1);
+  run_build_with_rc(m, "unit", 1);
   m.advance_s(1);
   CHECK(receiver.refused() == 1);  // still waiting out retry_delay
 
@@ -165,7 +160,7 @@ TEST_CASE("events not yet pushed survive a restart of the master and go first af
   kiln::plugin::test::LogCapture log;
   SchedulerMaster m(master_yaml(push("http-push", port)));
   m.start();
-  run_build(m, 2);
+  run_build_with_rc(m, "unit", 2);
   m.advance_s(1);
   REQUIRE(m.run_until([&] { return contains(log.text(), "cannot push 6 events"); }));
   CHECK(contains(log.text(), "connecting to 127.0.0.1:" + std::to_string(port)));
@@ -173,7 +168,7 @@ TEST_CASE("events not yet pushed survive a restart of the master and go first af
   m.restart();
   PushReceiver receiver(port);
   receiver.start();
-  run_build(m, 0);
+  run_build_with_rc(m, "unit", 0);
   m.advance_s(1);
   REQUIRE(m.run_until([&] { return !receiver.posts().empty(); }));
   m.settle();
@@ -194,7 +189,7 @@ TEST_CASE("a queue over max_queue drops its oldest events and logs how many") {
   kiln::plugin::test::LogCapture log;
   SchedulerMaster m(master_yaml(push("status-push", port, "max_queue: 3")));
   m.start();
-  run_build(m, 0);
+  run_build_with_rc(m, "unit", 0);
   m.advance_s(1);
   REQUIRE(m.run_until([&] { return contains(log.text(), "cannot push 3 events"); }));
   CHECK(contains(log.text(), "the queue is full (max_queue 3): dropped the 3 oldest events"));

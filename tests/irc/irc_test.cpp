@@ -23,6 +23,7 @@ using kiln::irc::test::IrcServer;
 using kiln::irc::test::Line;
 using kiln::irc::test::ServerOptions;
 using kiln::testing::SchedulerMaster;
+using kiln::testing::run_build_with_rc;
 using kiln::testing::TempDir;
 using nlohmann::json;
 
@@ -53,16 +54,6 @@ std::string bot(uint16_t port, const std::string& extra, const std::string& host
          ", nick: kilnbot, lost_delay: 0.2, failed_delay: 0.3, timeout: 20" + (extra.empty() ? "" : ", " + extra) + "}\n";
 }
 
-json run_build(SchedulerMaster& m, const std::string& builder, int rc, json request = json::object()) {
-  const size_t before = m.finished_builds().size();
-  request["builders"] = {builder};
-  request["reason"] = "a test build";
-  request["properties"]["rc"] = rc;
-  m.submit(request);
-  REQUIRE(m.run_until([&] { return m.finished_builds().size() > before; }));
-  m.settle();
-  return m.finished_builds().back();
-}
 
 // Whether build `number` (of the first builder to run) is in its step.
 bool step_started(SchedulerMaster& m, size_t number) {
@@ -105,8 +96,8 @@ TEST_CASE("the bot identifies to NickServ, joins its channels with their keys an
   REQUIRE(m.run_until([&] { return !nickserv.said("kilnbot", "NickServ").empty(); }));
   CHECK(nickserv.said("kilnbot", "NickServ") == std::vector<std::string>{"IDENTIFY hunter2"});
 
-  run_build(m, "unit", 0);
-  run_build(m, "unit", 1);
+  run_build_with_rc(m, "unit", 0);
+  run_build_with_rc(m, "unit", 1);
   const size_t start = alice.mark();
   CHECK(ask(m, alice, "#ci", "list builders", "builders") == "Configured builders: other unit");
   CHECK(contains(ask(m, alice, "#ci", "status unit", "unit:"), "unit: idle, last build [unit #2]: failure (finished "));
@@ -192,10 +183,10 @@ TEST_CASE("notify events announce started and finished builds and the xToY trans
 
   const size_t start = alice.mark();
   const int64_t change = m.add_change({{"author", "ann"}, {"files", {"a.c"}}, {"comments", "x"}, {"revision", "r42"}});
-  run_build(m, "unit", 0, {{"sourcestamps", {{{"changeids", {change}}}}}});
-  run_build(m, "unit", 1);
-  run_build(m, "unit", 0);
-  run_build(m, "unit", 0);
+  run_build_with_rc(m, "unit", 0, {{"sourcestamps", {{{"changeids", {change}}}}}});
+  run_build_with_rc(m, "unit", 1);
+  run_build_with_rc(m, "unit", 0);
+  run_build_with_rc(m, "unit", 0);
   const std::string url = "http://ci.example.org/#/builders/1/builds/";
   std::vector<std::string> expected_channel = {"build #1 of unit started, including [r42]", "build #2 of unit started",
                                                "build #2 of unit is complete: Failure [build failure]  Build details are at " + url + "2",
@@ -213,7 +204,7 @@ TEST_CASE("notify events announce started and finished builds and the xToY trans
 
   CHECK(ask(m, alice, "#ci", "notify off started failure", "notified") == "No events are being notified here");
   const size_t quiet = alice.mark();
-  run_build(m, "unit", 2);
+  run_build_with_rc(m, "unit", 2);
   CHECK(ask(m, alice, "#ci", "notify list", "notified") == "No events are being notified here");
   CHECK(alice.said("kilnbot", "#ci", quiet).size() == 1);
 }
@@ -226,11 +217,11 @@ TEST_CASE("the tags filter, use_revisions and notice_on_channel shape what the b
   m.start();
   REQUIRE(m.run_until([&] { return joined(alice, "kilnbot", "#ci"); }));
   const size_t start = alice.mark();
-  run_build(m, "other", 0);
+  run_build_with_rc(m, "other", 0);
   const std::string hash = "0123456789abcdef0123456789abcdef01234567";
   const int64_t c1 = m.add_change({{"author", "ann"}, {"files", {"a"}}, {"comments", "x"}, {"revision", hash}});
   const int64_t c2 = m.add_change({{"author", "bob"}, {"files", {"b"}}, {"comments", "y"}, {"revision", "1234"}});
-  run_build(m, "unit", 1, {{"sourcestamps", {{{"changeids", {c1, c2}}}}}});
+  run_build_with_rc(m, "unit", 1, {{"sourcestamps", {{{"changeids", {c1, c2}}}}}});
   REQUIRE(m.run_until([&] { return !alice.said("kilnbot", "#ci", start, "NOTICE").empty(); }));
   m.settle();
   INFO(alice.transcript(start));
@@ -289,6 +280,26 @@ TEST_CASE("watch, status of a running build, force build with branch, revision a
   CHECK(m.get("builds/3")["results"] == KILN_CANCELLED);
 }
 
+TEST_CASE("with an authz_policy, only the nicks it allows may force or stop builds") {
+  IrcServer server;
+  IrcClient alice(server.port(), "alice");
+  IrcClient ops(server.port(), "ops");
+  alice.join("#ci");
+  ops.join("#ci");
+  SchedulerMaster m(master_yaml(bot(server.port(), R"(channels: ["#ci"], allow_force: true, authz_policy: gate)")) +
+                        "policies: [{name: gate, type: test-ops-only}]\n",
+                    kiln::testing::kJan31_2330, {std::string(KILN_TEST_PLUGIN_DIR) + "/mail_policies"});
+  m.start();
+  REQUIRE(m.run_until([&] { return joined(alice, "kilnbot", "#ci"); }));
+  CHECK(ask(m, alice, "#ci", "force build unit please", "may not") == "alice: you may not force builds of unit");
+  CHECK(ask(m, alice, "#ci", "stop build unit please", "may not") == "alice: you may not stop builds of unit");
+  CHECK(m.get("builds").empty());
+  CHECK(ask(m, ops, "#ci", "force build unit release check", "Force build") ==
+        "Force build of unit requested; I'll give a shout when it finishes");
+  REQUIRE(m.run_until([&] { return ops.heard("kilnbot", "#ci", "Hey! build #1").has_value(); }));
+  CHECK(m.get("builds/1/properties")["owner"][0] == "ops");
+}
+
 TEST_CASE("join and leave move the bot between channels, with a key when one is given") {
   IrcServer server(ServerOptions{{{"#locked", "k3y"}}, {}, {}});
   IrcClient alice(server.port(), "alice");
@@ -315,7 +326,7 @@ TEST_CASE("the bot retries a server that is not there after failed_delay, and re
   REQUIRE(m.run_until([&] { return contains(log.text(), "cannot connect"); }));
   CHECK(contains(log.text(), "reconnecting in 0.3 s"));
   // Builds go on meanwhile.
-  CHECK(run_build(m, "unit", 0)["results"] == KILN_SUCCESS);
+  CHECK(run_build_with_rc(m, "unit", 0)["results"] == KILN_SUCCESS);
 
   IrcServer server(ServerOptions{}, port);
   // Someone else holds the nick: the bot takes the next one.
