@@ -99,7 +99,7 @@ TEST_CASE("labels set the votes per result, and mode picks which builds are revi
   CHECK(tail == std::vector<std::string>{"--label", "Code-Review=-2", "--label", "Verified=-1", "5,2"});
 }
 
-TEST_CASE("an ssh failure (exit 255) is retried after retry_delay; a review gerrit refuses is logged and not retried") {
+TEST_CASE("an ssh failure (exit 255) is retried after retry_delay, and a review gerrit refuses is logged and not retried") {
   TempDir record("kiln-gerrit");
   kiln::testing::write_file(record / "exit", "255");
   kiln::testing::write_file(record / "say", "ssh: connect to host review.example.org port 29418: Connection refused");
