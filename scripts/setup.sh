@@ -21,6 +21,8 @@ test_packages=(
   buildbot-worker python3-autobahn python3-msgpack
   # the mail reporter's SMTP server, and its test certificates
   python3-aiosmtpd openssl
+  # the IRC bot's server
+  ngircd
 )
 if [ "${1:-}" = "--test" ]; then
   shift

@@ -1,8 +1,11 @@
 // `cmake --install` of the build tree yields a usable SDK: the out-of-tree
 // example plugins (examples/hello-plugin, examples/framboozle-step,
-// examples/custom-poller) configure and build against the installed package
-// alone, and the installed kiln loads them.
+// examples/custom-poller, examples/notifier-webhook) configure and build
+// against the installed package alone, and the installed kiln loads them.
 
+#include "http_push/push_receiver.h"
+#include "schedulers/scheduler_master.h"
+#include "util/free_port.h"
 #include "util/poller_harness.h"
 
 #include <catch2/catch.hpp>
@@ -227,3 +230,70 @@ TEST_CASE("the installed SDK builds the custom poller example, which reports one
   REQUIRE(relative);
   CHECK(relative->find("must be an absolute path") != std::string::npos);
 }
+
+namespace {
+
+std::string webhook_master(uint16_t port, const std::string& text) {
+  return R"yaml(
+master: {title: Hooks, url: "http://ci.example.org/"}
+workers: [{name: local-1, type: local, max_builds: 1}]
+builders:
+  - name: unit
+    workers: [local-1]
+    collapse_requests: false
+    steps: [{type: shell, name: test, command: ["sh", "-c", "exit %(prop:rc:-0)s"]}]
+reporters:
+  - {type: chat-webhook, url: "http://127.0.0.1:)yaml" +
+         std::to_string(port) + "/hooks/ci\", mode: problem, username: ci-bot, text: \"" + text + "\"}\n";
+}
+
+TEST_CASE("the installed SDK builds the chat webhook notifier, which posts a line per problem build once copied into a plugin folder",
+          "[install]") {
+  TempDir tmp;
+  install(tmp);
+  const fs::path built = build_example(tmp, "notifier-webhook", "chat-webhook");
+  REQUIRE(fs::exists(built));
+  // Installing it is copying one file.
+  const fs::path plugins = tmp.path / "plugins";
+  fs::create_directories(plugins);
+  fs::copy_file(built, plugins / built.filename());
+  const std::string env = "KILN_PLUGIN_PATH=" + quoted(plugins) + " ";
+  const std::string kiln = quoted(tmp.path / "prefix" / "bin" / "kiln");
+  Run list = run(env + kiln + " plugins", tmp.path);
+  INFO(list.output);
+  const std::vector<std::string> expected = {"reporter", "chat-webhook", "0.1.0", "kiln-chat-webhook.so"};
+  bool listed = false;
+  for (const auto& row : plugin_rows(list.output)) listed = listed || row == expected;
+  CHECK(listed);
+
+  // A template naming an unknown field is a checkconfig error with its place.
+  const fs::path bad = tmp.path / "bad";
+  fs::create_directories(bad);
+  std::ofstream(bad / "master.yaml") << webhook_master(1, "{{buidler}} broke");
+  Run check = run(env + kiln + " checkconfig " + quoted(bad), tmp.path);
+  INFO(check.output);
+  CHECK(check.status != 0);
+  CHECK_THAT(check.output, Catch::Contains("text: line 1, column 1: unknown field 'buidler'; did you mean 'builder'?"));
+
+  // In a master with real builds: a failure after a success is a problem;
+  // the success before it and the failure after it are not.
+  const uint16_t port = kiln::testing::free_port();
+  kiln::testing::PushReceiver receiver(port);
+  receiver.start();
+  kiln::testing::SchedulerMaster m(webhook_master(port, "{{builder}} #{{number}}: {{result}} ({{status_detected}}) {{build_url}}"),
+                                   kiln::testing::kJan31_2330, {plugins});
+  m.start();
+  for (int rc : {0, 1, 1}) kiln::testing::run_build_with_rc(m, "unit", rc);
+  REQUIRE(m.run_until([&] { return !receiver.posts().empty(); }));
+  m.settle();
+  const auto posts = receiver.posts();
+  REQUIRE(posts.size() == 1);
+  INFO(posts[0].dump(2));
+  CHECK(posts[0]["path"] == "/hooks/ci");
+  CHECK(posts[0]["headers"]["Content-Type"] == "application/json");
+  const nlohmann::json body = nlohmann::json::parse(posts[0]["body"].get<std::string>());
+  CHECK(body["username"] == "ci-bot");
+  CHECK(body["text"] == "unit #2: failure (new failure) http://ci.example.org/#/builders/1/builds/2");
+}
+
+}  // namespace

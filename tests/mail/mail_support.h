@@ -5,24 +5,20 @@
 // openssl command.
 
 #include "store/temp_dir.h"
+#include "util/certificate.h"
+#include "util/child_process.h"
 #include "util/free_port.h"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <csignal>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace kiln::mail::test {
 
@@ -31,16 +27,7 @@ namespace fs = std::filesystem;
 using kiln::testing::TempDir;
 
 using kiln::testing::free_port;
-
-// A certificate for "localhost" signed by itself: cert.pem doubles as the
-// tls_ca_file that trusts it.
-inline void make_certificate(const fs::path& dir) {
-  const std::string command = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-                              "-addext subjectAltName=DNS:localhost -keyout '" +
-                              (dir / "key.pem").string() + "' -out '" + (dir / "cert.pem").string() +
-                              "' >/dev/null 2>&1";
-  REQUIRE(std::system(command.c_str()) == 0);
-}
+using kiln::testing::make_certificate;
 
 struct SinkOptions {
   fs::path cert, key;       // STARTTLS required when set
@@ -67,34 +54,12 @@ class SmtpSink {
     }
     if (!options_.auth.empty()) args.insert(args.end(), {"--auth", options_.auth});
     if (options_.only_login) args.push_back("--only-login");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string output = (dir_.path() / "sink.out").string();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-      ::close_range(3, ~0u, 0);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    REQUIRE(pid_ > 0);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (!fs::exists(dir_.path() / "ready")) {
-      INFO(kiln::testing::read_file(output));
-      REQUIRE(std::chrono::steady_clock::now() < deadline);
-      REQUIRE(::waitpid(pid_, nullptr, WNOHANG) == 0);
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    process_.start(args, dir_.path() / "sink.out");
+    process_.wait_until([&] { return fs::exists(dir_.path() / "ready"); }, [&] { return log(); });
   }
 
   void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
+    process_.stop();
     fs::remove(dir_.path() / "ready");
   }
 
@@ -126,7 +91,7 @@ class SmtpSink {
   uint16_t port_;
   SinkOptions options_;
   TempDir dir_{"kiln-smtp"};
-  pid_t pid_ = -1;
+  kiln::testing::ChildProcess process_;
 };
 
 }  // namespace kiln::mail::test

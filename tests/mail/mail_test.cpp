@@ -6,11 +6,7 @@
 #include "mail/mail_support.h"
 #include "plugin/plugin_test_support.h"
 #include "schedulers/scheduler_master.h"
-
-#include "config/master_config.h"
-#include "config/yaml_document.h"
-#include "master/master_loading.h"
-#include "plugin/registry.h"
+#include "util/config_errors.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -25,6 +21,7 @@ using kiln::mail::test::free_port;
 using kiln::mail::test::SinkOptions;
 using kiln::mail::test::SmtpSink;
 using kiln::testing::SchedulerMaster;
+using kiln::testing::run_build_with_rc;
 using kiln::testing::TempDir;
 using nlohmann::json;
 
@@ -54,17 +51,6 @@ std::string mail_reporter(const std::string& name, uint16_t port, const std::str
          std::to_string(port) + ", timeout: 10, retry_delay: 5, " + extra + "}\n";
 }
 
-// Runs one build to its end and lets the reporters read it.
-json run_build(SchedulerMaster& m, const std::string& builder, int rc, json request = json::object()) {
-  const size_t before = m.finished_builds().size();
-  request["builders"] = {builder};
-  if (!request.contains("reason")) request["reason"] = "a test build";
-  request["properties"]["rc"] = rc;
-  m.submit(request);
-  REQUIRE(m.run_until([&] { return m.finished_builds().size() > before; }));
-  m.settle();
-  return m.finished_builds().back();
-}
 
 std::vector<int> numbers_in(const std::vector<json>& messages) {
   std::vector<int> out;
@@ -93,9 +79,9 @@ TEST_CASE("a failing build mails its blamelist and the extra recipients with the
                 {"revision", "def456"},
                 {"changeids", {c1, c2}},
                 {"patch", {{"level", 1}, {"body", "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"}}}};
-  json build = run_build(m, "unit", 3, {{"reason", "forced by ann"}, {"sourcestamps", json::array({stamp})}});
+  json build = run_build_with_rc(m, "unit", 3, {{"reason", "forced by ann"}, {"sourcestamps", json::array({stamp})}});
   REQUIRE(build["results"] == KILN_FAILURE);
-  run_build(m, "unit", 0);  // passes: mode failing sends nothing for it
+  run_build_with_rc(m, "unit", 0);  // passes: mode failing sends nothing for it
   REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
   m.settle();
 
@@ -149,7 +135,7 @@ TEST_CASE("each mode mails the builds it is meant for, judged against the builde
   SchedulerMaster m(master_yaml(reporters));
   m.start();
   // success, failure, failure, success, failure, warnings-free success
-  for (int rc : {0, 1, 1, 0, 1, 0}) run_build(m, "unit", rc);
+  for (int rc : {0, 1, 1, 0, 1, 0}) run_build_with_rc(m, "unit", rc);
   const std::map<std::string, std::vector<int>> expected = {
       {"all", {1, 2, 3, 4, 5, 6}}, {"failing", {2, 3, 5}}, {"passing", {1, 4, 6}}, {"problem", {2, 5}},
       {"change", {1, 2, 4, 5, 6}}, {"warnings", {2, 3, 5}}, {"both", {1, 2, 4, 5, 6}}};
@@ -174,8 +160,8 @@ TEST_CASE("builders and tags filters leave other builders' builds unmailed") {
                     "subject: \"Résultat – {{result}} on {{builder}}, a long subject that must be split into several "
                     "encoded words\"")));
   m.start();
-  run_build(m, "other", 0);
-  run_build(m, "unit", 0);
+  run_build_with_rc(m, "other", 0);
+  run_build_with_rc(m, "unit", 0);
   REQUIRE(m.run_until([&] { return sink.messages().size() >= 2; }));
   m.settle();
   auto tag = sink.messages_to("tag@example.org");
@@ -198,7 +184,7 @@ TEST_CASE("interested users come from user objects without a lookup, and owners 
   // user object gives one, so it is left out.
   const int64_t c1 = m.add_change({{"author", "Ann <ann@example.org>"}, {"files", {"a"}}, {"comments", "x"}});
   const int64_t c2 = m.add_change({{"author", "carol"}, {"files", {"b"}}, {"comments", "y"}});
-  run_build(m, "unit", 0,
+  run_build_with_rc(m, "unit", 0,
             {{"sourcestamps", {{{"changeids", {c1, c2}}}}},
              {"properties", {{"owners", {"Olga <olga@example.org>"}}}}});
   REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
@@ -220,7 +206,7 @@ TEST_CASE("a template file in the master folder replaces the body, HTML escaped"
           (files / "body.html").string())));
   m.start();
   const int64_t c = m.add_change({{"author", "a"}, {"files", {"f"}}, {"comments", "use <b> & co — naïve"}});
-  run_build(m, "unit", 0, {{"sourcestamps", {{{"changeids", {c}}}}}});
+  run_build_with_rc(m, "unit", 0, {{"sourcestamps", {{{"changeids", {c}}}}}});
   REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
   const json msg = sink.messages()[0];
   CHECK(msg["content_type"] == "text/html");
@@ -239,7 +225,7 @@ TEST_CASE("STARTTLS and AUTH PLAIN or LOGIN reach a server that requires them") 
       ", use_tls: true, tls_ca_file: " + (certs / "cert.pem").string() +
       ", smtp_user: kiln, smtp_password: s3cret, send_to_interested_users: false, extra_recipients: [t@example.org]}\n"));
   m.start();
-  run_build(m, "unit", 0);
+  run_build_with_rc(m, "unit", 0);
   REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
   const json msg = sink.messages()[0];
   CHECK(msg["tls"] == true);
@@ -259,7 +245,7 @@ TEST_CASE("a wrong password or an untrusted certificate is logged and not retrie
       ", use_tls: true, retry_delay: 1, " + (trusted ? "tls_ca_file: " + (certs / "cert.pem").string() + ", " : "") +
       "smtp_user: kiln, smtp_password: wrong, send_to_interested_users: false, extra_recipients: [t@example.org]}\n"));
   m.start();
-  run_build(m, "unit", 0);
+  run_build_with_rc(m, "unit", 0);
   REQUIRE(m.run_until([&] { return contains(log.text(), "not retrying"); }));
   m.advance_s(10);
   INFO(log.text());
@@ -275,10 +261,10 @@ TEST_CASE("an unreachable SMTP server delays no build, and the mail is retried u
       "mail", port, "send_to_interested_users: false, extra_recipients: [r@example.org], retry_attempts: 5, "
       "subject: \"{{builder}} #{{number}}\"")));
   m.start();
-  run_build(m, "unit", 0);
+  run_build_with_rc(m, "unit", 0);
   REQUIRE(m.run_until([&] { return contains(log.text(), "could not deliver mail for build unit #1"); }));
   // Builds go on while the mail waits for its retry.
-  CHECK(run_build(m, "unit", 1)["results"] == KILN_FAILURE);
+  CHECK(run_build_with_rc(m, "unit", 1)["results"] == KILN_FAILURE);
   CHECK(contains(log.text(), "retrying in 5.0 s"));
 
   SmtpSink sink(port);
@@ -299,28 +285,16 @@ TEST_CASE("a server that accepts and never answers holds up neither builds nor s
       "  - {type: mail, fromaddr: ci@example.org, relayhost: 127.0.0.1, smtp_port: " + std::to_string(port) +
       ", timeout: 600, send_to_interested_users: false, extra_recipients: [r@example.org]}\n"));
   m->start();
-  run_build(*m, "unit", 0);
+  run_build_with_rc(*m, "unit", 0);
   // The kernel completes the mail's connection (the listen backlog); no
   // greeting ever comes.
-  for (int rc : {0, 1, 0}) run_build(*m, "unit", rc);
+  for (int rc : {0, 1, 0}) run_build_with_rc(*m, "unit", rc);
   CHECK(m->finished_builds().size() == 4);
   m.reset();  // stops the reporter while its send waits on the silent server
 }
 
 // Config errors, as `kiln checkconfig` reports them.
-std::string config_errors(const std::string& reporter) {
-  TempDir dir("kiln-mail-config");
-  kiln::testing::write_file(dir / "master.yaml", master_yaml(reporter));
-  kiln::plugin::Registry registry;
-  kiln::master::register_builtins(registry);
-  for (const auto& e : registry.load_directories({KILN_BUILD_PLUGIN_DIR})) FAIL(e.to_string());
-  auto read = kiln::config::read_config_document(dir / "master.yaml");
-  REQUIRE(read.errors.empty());
-  auto checked = kiln::config::check_master_config(*read.document, registry);
-  std::string out;
-  for (const auto& d : checked.errors) out += d.to_string() + "\n";
-  return out;
-}
+std::string config_errors(const std::string& reporter) { return kiln::testing::config_errors(master_yaml(reporter)); }
 
 TEST_CASE("mail configuration errors name the key and what is wrong") {
   const std::string base = "  - {type: mail, fromaddr: ci@example.org, ";
@@ -379,7 +353,7 @@ TEST_CASE("a lookup policy maps authors and owners to addresses, and a message_f
   m.start();
   const int64_t c1 = m.add_change({{"author", "dana"}, {"files", {"a"}}, {"comments", "x"}});
   const int64_t c2 = m.add_change({{"author", "nobody"}, {"files", {"b"}}, {"comments", "y"}});
-  run_build(m, "unit", 1, {{"sourcestamps", {{{"changeids", {c1, c2}}}}}, {"properties", {{"owner", "erin"}}}});
+  run_build_with_rc(m, "unit", 1, {{"sourcestamps", {{{"changeids", {c1, c2}}}}}, {"properties", {{"owner", "erin"}}}});
   REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
   const json msg = sink.messages()[0];
   auto rcpt = msg["rcpt_tos"].get<std::vector<std::string>>();

@@ -237,4 +237,18 @@ class SchedulerMaster {
   std::vector<json> finished_builds_;
 };
 
+// Runs one build of `builder` to its end, with its `rc` property set (the
+// notifier tests' builders exit with it), and lets the reporters read it;
+// returns the build's finished event.
+inline json run_build_with_rc(SchedulerMaster& m, const std::string& builder, int rc, json request = json::object()) {
+  const size_t before = m.finished_builds().size();
+  request["builders"] = {builder};
+  if (!request.contains("reason")) request["reason"] = "a test build";
+  request["properties"]["rc"] = rc;
+  m.submit(request);
+  REQUIRE(m.run_until([&] { return m.finished_builds().size() > before; }));
+  m.settle();
+  return m.finished_builds().back();
+}
+
 }  // namespace kiln::testing

@@ -1,6 +1,7 @@
-// Test policies for the notifiers: an address book (email_lookup) and a
+// Test policies for the notifiers: an address book (email_lookup), a
 // one-line message writer (message_formatter), each doing one thing a mail
-// test can recognise in the delivered message.
+// test can recognise in the delivered message, and an authz_check that
+// lets only the user "ops" act (the IRC bot's force and stop).
 
 #include <kiln/sdk/plugin.hpp>
 
@@ -39,10 +40,22 @@ class ShortMessage : public sdk::Policy {
   }
 };
 
+// authz_check: only "ops" may.
+class OpsOnly : public sdk::Policy {
+ public:
+  static constexpr const char* kHook = "authz_check";
+  using Policy::Policy;
+  sdk::Result<json> call(const json& args) override {
+    return json(args.value("user", json::object()).value("username", "") == "ops");
+  }
+};
+
 }  // namespace
 
 KILN_PLUGIN("kiln-mail_policies", "1.0.0", "Test policies for the mail reporter", "MIT",
             sdk::component<AddressBook>(KILN_KIND_POLICY, "test-address-book", "1.0.0",
                                         "NAME -> NAME@users.example.net", kNoConfig),
             sdk::component<ShortMessage>(KILN_KIND_POLICY, "test-short-message", "1.0.0",
-                                         "[mode] builder #N / STATUS: result", kNoConfig));
+                                         "[mode] builder #N / STATUS: result", kNoConfig),
+            sdk::component<OpsOnly>(KILN_KIND_POLICY, "test-ops-only", "1.0.0", "Only the user 'ops' may act",
+                                    kNoConfig));
