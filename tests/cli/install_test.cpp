@@ -254,12 +254,12 @@ TEST_CASE("the installed SDK builds the chat webhook notifier, which posts a lin
   const fs::path built = build_example(tmp, "notifier-webhook", "chat-webhook");
   REQUIRE(fs::exists(built));
   // Installing it is copying one file.
-  const fs::path plugins = tmp.path / "plugins";
+  const fs::path plugins = tmp.path() / "plugins";
   fs::create_directories(plugins);
   fs::copy_file(built, plugins / built.filename());
   const std::string env = "KILN_PLUGIN_PATH=" + quoted(plugins) + " ";
-  const std::string kiln = quoted(tmp.path / "prefix" / "bin" / "kiln");
-  Run list = run(env + kiln + " plugins", tmp.path);
+  const std::string kiln = quoted(tmp.path() / "prefix" / "bin" / "kiln");
+  Run list = run(env + kiln + " plugins", tmp.path());
   INFO(list.output);
   const std::vector<std::string> expected = {"reporter", "chat-webhook", "0.1.0", "kiln-chat-webhook.so"};
   bool listed = false;
@@ -267,10 +267,10 @@ TEST_CASE("the installed SDK builds the chat webhook notifier, which posts a lin
   CHECK(listed);
 
   // A template naming an unknown field is a checkconfig error with its place.
-  const fs::path bad = tmp.path / "bad";
+  const fs::path bad = tmp.path() / "bad";
   fs::create_directories(bad);
   std::ofstream(bad / "master.yaml") << webhook_master(1, "{{buidler}} broke");
-  Run check = run(env + kiln + " checkconfig " + quoted(bad), tmp.path);
+  Run check = run(env + kiln + " checkconfig " + quoted(bad), tmp.path());
   INFO(check.output);
   CHECK(check.status != 0);
   CHECK_THAT(check.output, Catch::Contains("text: line 1, column 1: unknown field 'buidler'; did you mean 'builder'?"));
