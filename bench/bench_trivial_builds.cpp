@@ -53,7 +53,10 @@ builders:
                                    if (status != KILN_OK) die("add_buildset: " + value.dump());
                                  });
   }
-  if (!master.run(600)) die("timed out with " + std::to_string(finished) + " builds finished");
+  if (!master.run(n < 500 ? 20 : 600)) {
+    die("timed out with " + std::to_string(finished) + " builds finished; engine status: " +
+        master.engine().status().dump());
+  }
   const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
   const double child = cpu_s(RUSAGE_CHILDREN) - child0;
   const auto stats = master.store().stats();

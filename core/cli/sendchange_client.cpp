@@ -2,6 +2,8 @@
 
 #include "cli/control_client.h"
 
+#include <kiln/sdk/base64.hpp>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,23 +18,6 @@ namespace kiln::cli {
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
-
-std::string base64(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
-    if (i + 2 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
-    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
-  }
-  return out;
-}
 
 HttpAnswer post_change(const std::string& master, const std::string& auth,
                        const nlohmann::json& change, std::chrono::milliseconds timeout) {
@@ -54,7 +39,7 @@ HttpAnswer post_change(const std::string& master, const std::string& auth,
   request.set(http::field::host, host);
   request.set(http::field::user_agent, "kiln-sendchange/" KILN_VERSION);
   request.set(http::field::content_type, "application/json");
-  request.set(http::field::authorization, "Basic " + base64(auth));
+  request.set(http::field::authorization, "Basic " + sdk::base64_encode(auth));
   request.body() = change.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   request.prepare_payload();
 

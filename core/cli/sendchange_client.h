@@ -23,7 +23,4 @@ HttpAnswer post_change(const std::string& master, const std::string& auth,
                        const nlohmann::json& change,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-// Base64 (RFC 4648, with padding), for the Authorization header.
-std::string base64(std::string_view bytes);
-
 }  // namespace kiln::cli

@@ -35,6 +35,9 @@ struct LockTable::State {
   // meanwhile (its owner went) is dropped from here and never called.
   std::set<uint64_t> granting;
   bool pass_scheduled = false;
+  // Something was given back (or a limit or queue changed) since the last
+  // pass: only then may queued build requests have become startable.
+  bool freed_since_pass = false;
   std::weak_ptr<State> self;
 
   int max_of(const Use& use) const {
@@ -115,6 +118,7 @@ struct LockTable::State {
       }
       if (!it->second.exclusive && it->second.counting == 0) held.erase(it);
     }
+    freed_since_pass = true;
     schedule_pass();
   }
 
@@ -150,7 +154,10 @@ struct LockTable::State {
       auto claim = LockTable::make_claim(state, std::move(r.taken));
       if (granting.erase(r.id) != 0) r.granted(std::move(claim));
     }
-    if (released) released();
+    if (freed_since_pass && released) {
+      freed_since_pass = false;
+      released();
+    }
   }
 };
 
@@ -167,6 +174,7 @@ LockWait::~LockWait() {
   if (it == waiters.end()) return;
   waiters.erase(it);
   // Those queued behind it may be free now.
+  state->freed_since_pass = true;
   state->schedule_pass();
 }
 
@@ -185,7 +193,8 @@ std::unique_ptr<LockClaim> LockTable::make_claim(const std::shared_ptr<State>& s
 void LockTable::configure(const std::vector<config::LockConfig>& locks) {
   state_->configs.clear();
   for (const auto& l : locks) state_->configs[l.name] = l;
-  state_->schedule_pass();  // a raised max_count may free waiters
+  state_->freed_since_pass = true;  // a raised max_count may free waiters
+  state_->schedule_pass();
 }
 
 std::unique_ptr<LockClaim> LockTable::try_take(const std::vector<config::LockAccess>& uses,

@@ -7,6 +7,8 @@
 #include "store/sqlite_helpers.h"
 #include "store/sqlite_store.h"
 
+#include <kiln/sdk/base64.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <limits>
@@ -117,7 +119,7 @@ Result<int64_t> find_or_create_sourcestamp(SqliteDb& db, const SourceStampSpec& 
   json patch;
   if (ss.patch) {
     // base64: a patch may be binary, and JSON text must be UTF-8.
-    patch = json::array({ss.patch->level, base64_encode(ss.patch->body),
+    patch = json::array({ss.patch->level, sdk::base64_encode(ss.patch->body),
                          opt(ss.patch->subdir), ss.patch->author, ss.patch->comment});
   }
   const std::string hash = json::array({opt(ss.branch), opt(ss.revision), ss.repository,
@@ -136,7 +138,7 @@ Result<int64_t> find_or_create_sourcestamp(SqliteDb& db, const SourceStampSpec& 
         "INSERT INTO patches(patchlevel, patch_base64, patch_author, patch_comment, "
         "subdir) VALUES (?, ?, ?, ?, ?) RETURNING id");
     q.bind(1, ss.patch->level)
-        .bind(2, base64_encode(ss.patch->body))
+        .bind(2, sdk::base64_encode(ss.patch->body))
         .bind(3, ss.patch->author)
         .bind(4, ss.patch->comment);
     bind_optional(q, 5, ss.patch->subdir);
@@ -1246,52 +1248,5 @@ void SqliteStore::delete_old_builds(int64_t builderid, int64_t older_than,
       },
       std::move(done));
 }
-
-// ---- Helpers shared with sqlite_query.cpp --------------------------------------
-
-namespace sqlite_helpers {
-namespace {
-constexpr std::string_view kAlphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-}
-
-std::string base64_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    uint32_t v =
-        (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
-    for (int shift : {18, 12, 6, 0}) out += kAlphabet[(v >> shift) & 63];
-  }
-  if (i < bytes.size()) {
-    uint32_t v = uint8_t(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) v |= uint8_t(bytes[i + 1]) << 8;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-std::string base64_decode(std::string_view text) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : text) {
-    size_t v = kAlphabet.find(c);
-    if (v == std::string_view::npos) continue;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-
-}  // namespace sqlite_helpers
 
 }  // namespace kiln::store

@@ -1,7 +1,7 @@
 #pragma once
 // Small pieces shared by the SQLite backend's engine calls
 // (sqlite_engine.cpp) and data API reads (sqlite_query.cpp): optional
-// binding, row lookups, and the base64 of Buildbot's patches.patch_base64.
+// binding, row lookups, (patch_base64 goes through kiln/sdk/base64.hpp).
 
 #include "store/sqlite_db.h"
 
@@ -54,9 +54,5 @@ inline Status require_row(SqliteDb& db, const std::string& sql, int64_t id,
   if (rc == SQLITE_DONE) return not_found(what, id);
   return db.error(what);
 }
-
-std::string base64_encode(std::string_view bytes);
-// Characters outside the alphabet (line breaks) are skipped.
-std::string base64_decode(std::string_view text);
 
 }  // namespace kiln::store::sqlite_helpers

@@ -7,6 +7,8 @@
 #include "store/sqlite_helpers.h"
 #include "store/sqlite_store.h"
 
+#include <kiln/sdk/base64.hpp>
+
 #include <algorithm>
 #include <map>
 #include <variant>
@@ -90,7 +92,7 @@ Result<json> patch_json(SqliteDb& db, int64_t patchid) {
   return {{},
           {{"patchid", patchid},
            {"level", q.int64(0)},
-           {"body", utf8_text(base64_decode(q.text(1)))},
+           {"body", utf8_text(sdk::base64_decode(q.text(1)).value_or(""))},
            {"subdir", subdir},
            {"author", q.text(3)},
            {"comment", q.text(4)}}};

@@ -12,32 +12,11 @@
 
 namespace kiln::mail {
 
-std::string base64(std::string_view in) {
-  static constexpr const char* kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    for (int shift : {18, 12, 6, 0}) out += kBase64[(n >> shift) & 63];
-  }
-  const size_t rest = in.size() - i;
-  if (rest > 0) {
-    uint32_t n = uint8_t(in[i]) << 16;
-    if (rest == 2) n |= uint8_t(in[i + 1]) << 8;
-    out += kBase64[(n >> 18) & 63];
-    out += kBase64[(n >> 12) & 63];
-    out += rest == 2 ? kBase64[(n >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
 namespace {
 
 // Base64 in lines of 76 characters.
 std::string base64_lines(std::string_view in) {
-  const std::string flat = base64(in);
+  const std::string flat = sdk::base64_encode(in);
   std::string out;
   for (size_t i = 0; i < flat.size(); i += 76) out += flat.substr(i, 76) + "\r\n";
   return out;
@@ -65,7 +44,7 @@ std::string encoded_words(std::string_view text) {
     size_t end = std::min(text.size(), pos + 45);
     while (end < text.size() && end > pos && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
     if (!out.empty()) out += "\r\n ";
-    out += "=?utf-8?b?" + base64(text.substr(pos, end - pos)) + "?=";
+    out += "=?utf-8?b?" + sdk::base64_encode(text.substr(pos, end - pos)) + "?=";
     pos = end;
   }
   return out;

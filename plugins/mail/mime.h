@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <string>
+
+#include <kiln/sdk/base64.hpp>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -32,9 +34,6 @@ struct MimeMessage {
 
 // The whole message with CRLF line ends, ready for DATA.
 std::string compose(const MimeMessage& message);
-
-// Base64 (RFC 4648) in one line: AUTH arguments, encoded words.
-std::string base64(std::string_view in);
 
 // Header field names are letters, digits and '-' (RFC 5322 allows more;
 // nobody needs it).

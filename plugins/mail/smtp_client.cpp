@@ -286,11 +286,11 @@ struct SmtpClient::Impl {
     const auto mechanisms = auth_mechanisms(capabilities);
     auto has = [&](const char* m) { return std::find(mechanisms.begin(), mechanisms.end(), m) != mechanisms.end(); };
     if (has("PLAIN")) {
-      command("AUTH PLAIN " + base64(std::string(1, '\0') + s.user + '\0' + s.password), 2, "AUTH PLAIN");
+      command("AUTH PLAIN " + sdk::base64_encode(std::string(1, '\0') + s.user + '\0' + s.password), 2, "AUTH PLAIN");
     } else if (has("LOGIN")) {
       command("AUTH LOGIN", 3, "AUTH LOGIN");
-      command(base64(s.user), 3, "the AUTH LOGIN user name");
-      command(base64(s.password), 2, "the AUTH LOGIN password");
+      command(sdk::base64_encode(s.user), 3, "the AUTH LOGIN user name");
+      command(sdk::base64_encode(s.password), 2, "the AUTH LOGIN password");
     } else if (mechanisms.empty()) {
       throw Failure("smtp_user is set but " + s.host + " offers no authentication" +
                         (tls ? "" : " (some servers offer it only after STARTTLS: set use_tls)"),

@@ -6,6 +6,7 @@
 // `kiln sendchange --master HOST:PORT` is its client.
 #include "change_body.h"
 
+#include <kiln/sdk/base64.hpp>
 #include <kiln/sdk/plugin.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -86,33 +87,6 @@ bool equal_constant_time(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-// Characters outside the alphabet end the decoding: the caller compares
-// the result, so garbage only fails to match.
-std::string base64_decode(std::string_view text) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  uint32_t bits = 0;
-  int count = 0;
-  for (char c : text) {
-    const int v = value(c);
-    if (v < 0) break;
-    bits = (bits << 6) | static_cast<uint32_t>(v);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out += static_cast<char>((bits >> count) & 0xff);
-    }
-  }
-  return out;
-}
-
 bool authorized(std::string_view header, const Settings& settings) {
   constexpr std::string_view kScheme = "basic ";
   if (header.size() <= kScheme.size()) return false;
@@ -121,7 +95,7 @@ bool authorized(std::string_view header, const Settings& settings) {
   }
   std::string_view token = header.substr(kScheme.size());
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-  const std::string pair = base64_decode(token);
+  const std::string pair = sdk::base64_decode(token).value_or("");
   const auto colon = pair.find(':');
   if (colon == std::string::npos) return false;
   // Both compared, always, so the timing does not tell which one was wrong.

@@ -16,6 +16,8 @@
 
 #include <cstdint>
 #include <optional>
+
+#include <kiln/sdk/base64.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -231,57 +233,8 @@ struct Credentials {
   std::string password;
 };
 
-inline std::optional<std::string> base64_decode(std::string_view text) {
-  auto digit = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t padding = 0;
-  for (char c : text) {
-    if (c == '=') {
-      ++padding;
-      continue;
-    }
-    if (padding != 0) return std::nullopt;  // data after padding
-    const int d = digit(c);
-    if (d < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(d);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  if (padding > 2 || bits >= 6) return std::nullopt;
-  return out;
-}
-
-inline std::string base64_encode(std::string_view bytes) {
-  static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const uint32_t n = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) |
-                       uint32_t(uint8_t(bytes[i + 2]));
-    for (int shift : {18, 12, 6, 0}) out.push_back(kDigits[(n >> shift) & 63]);
-  }
-  if (i + 1 == bytes.size()) {
-    const uint32_t n = uint32_t(uint8_t(bytes[i])) << 16;
-    out += {kDigits[(n >> 18) & 63], kDigits[(n >> 12) & 63], '=', '='};
-  } else if (i + 2 == bytes.size()) {
-    const uint32_t n = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8);
-    out += {kDigits[(n >> 18) & 63], kDigits[(n >> 12) & 63], kDigits[(n >> 6) & 63], '='};
-  }
-  return out;
-}
+using sdk::base64_decode;
+using sdk::base64_encode;
 
 // The Authorization header value a worker sends: "Basic base64(name:password)".
 inline std::string basic_auth(const Credentials& credentials) {
