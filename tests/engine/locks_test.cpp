@@ -54,6 +54,15 @@ struct BuildLog {
   std::vector<std::string> order;
 };
 
+// The workers section: w1..wN, local, each with max_builds.
+std::string local_workers(int count, int max_builds) {
+  std::string yaml = "workers:\n";
+  for (int i = 1; i <= count; ++i) {
+    yaml += "  - {name: w" + std::to_string(i) + ", type: local, max_builds: " + std::to_string(max_builds) + "}\n";
+  }
+  return yaml;
+}
+
 json builder_status(BuildMaster& m, const std::string& name) {
   const json status = m.engine().status();
   for (const auto& b : status["builders"]) {
@@ -73,9 +82,7 @@ bool waits_for(BuildMaster& m, const std::string& builder, const std::string& lo
 TEST_CASE("a build waits in the queue for its builder's exclusive lock and gets it when the holder fails") {
   Gates gates;
   BuildMaster m(
-      "workers:\n"
-      "  - {name: w1, type: local, max_builds: 1}\n"
-      "  - {name: w2, type: local, max_builds: 1}\n"
+      local_workers(2, 1) +
       "locks:\n"
       "  - {name: db}\n"
       "builders:\n"
@@ -107,10 +114,7 @@ TEST_CASE("a build waits in the queue for its builder's exclusive lock and gets 
 TEST_CASE("a counting lock lets max_count builds hold it at once and queues the next") {
   Gates gates;
   BuildMaster m(
-      "workers:\n"
-      "  - {name: w1, type: local, max_builds: 1}\n"
-      "  - {name: w2, type: local, max_builds: 1}\n"
-      "  - {name: w3, type: local, max_builds: 1}\n"
+      local_workers(3, 1) +
       "locks:\n"
       "  - {name: slots, max_count: 2}\n"
       "builders:\n"
@@ -138,9 +142,7 @@ TEST_CASE("a counting lock lets max_count builds hold it at once and queues the 
 TEST_CASE("a worker lock limits the builds on each worker, not across workers") {
   Gates gates;
   BuildMaster m(
-      "workers:\n"
-      "  - {name: w1, type: local, max_builds: 2}\n"
-      "  - {name: w2, type: local, max_builds: 2}\n"
+      local_workers(2, 2) +
       "locks:\n"
       "  - {name: disk, type: worker}\n"
       "builders:\n"
@@ -168,9 +170,7 @@ TEST_CASE("a worker lock limits the builds on each worker, not across workers") 
 TEST_CASE("a step waits for its lock with the build running, and runs when the holding step ends") {
   Gates gates;
   BuildMaster m(
-      "workers:\n"
-      "  - {name: w1, type: local, max_builds: 1}\n"
-      "  - {name: w2, type: local, max_builds: 1}\n"
+      local_workers(2, 1) +
       "locks:\n"
       "  - {name: db}\n"
       "builders:\n"
@@ -214,9 +214,7 @@ TEST_CASE("a step waits for its lock with the build running, and runs when the h
 TEST_CASE("stopping a build whose step waits for a lock cancels it and leaves the holder alone") {
   Gates gates;
   BuildMaster m(
-      "workers:\n"
-      "  - {name: w1, type: local, max_builds: 1}\n"
-      "  - {name: w2, type: local, max_builds: 1}\n"
+      local_workers(2, 1) +
       "locks:\n"
       "  - {name: db}\n"
       "builders:\n"
