@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <cerrno>
+#include <cstring>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -249,6 +251,10 @@ EngineCore::~EngineCore() {
   *alive = false;
   if (log_flush_timer) loop.cancel_timer(log_flush_timer);
   if (retention_timer) loop.cancel_timer(retention_timer);
+  for (const auto& [id, command] : commands) {
+    std::error_code ec;
+    if (command.writing) fs::remove(command.temp_path, ec);  // an upload that never finished
+  }
   // Plugin instances go before the state they point into.
   builds.clear();
   reporters.clear();
@@ -1031,6 +1037,7 @@ kiln_status EngineCore::start_command(StepRun& run, const std::string& name, con
   running.handlers = std::move(handlers);
   running.transfer = static_cast<int>(command.transfer);
   running.master_path = command.master_path;
+  running.master_mode = command.master_mode;
   std::error_code ec;
   switch (command.transfer) {
     case WireCommand::Transfer::kUploadFile:
@@ -1041,7 +1048,7 @@ kiln_status EngineCore::start_command(StepRun& run, const std::string& name, con
         running.temp_path = (dest.parent_path() / ("." + dest.filename().string() + ".kiln-upload.tar")).string();
       } else {
         fs::create_directories(dest.parent_path(), ec);
-        running.temp_path = command.master_path;
+        running.temp_path = (dest.parent_path() / ("." + dest.filename().string() + ".kiln-upload")).string();
       }
       running.writing = std::make_unique<std::ofstream>(running.temp_path, std::ios::binary);
       if (!*running.writing) {
@@ -1085,6 +1092,12 @@ void EngineCore::complete_command(uint64_t id, json result) {
   if (command.step) command.step->commands.erase(id);
   if (command.writing) command.writing->close();
   const bool ok = result.value("rc", -1) == 0;
+  if (command.transfer == static_cast<int>(WireCommand::Transfer::kUploadFile)) {
+    if (auto failure = finish_file_upload(command, ok)) {
+      result["rc"] = 1;
+      result["failure"] = *failure;
+    }
+  }
   auto deliver = [handlers = command.handlers](const json& r) {
     if (handlers.on_complete) handlers.on_complete(r.dump());
   };
@@ -1108,6 +1121,40 @@ void EngineCore::complete_command(uint64_t id, json result) {
     return;
   }
   deliver(result);
+}
+
+std::optional<std::string> EngineCore::finish_file_upload(const RunningCommand& command, bool ok) {
+  std::error_code ec;
+  if (!ok) {
+    fs::remove(command.temp_path, ec);
+    return std::nullopt;
+  }
+  if (command.writing && command.writing->fail()) {
+    fs::remove(command.temp_path, ec);
+    return "cannot write '" + command.master_path + "' on the master";
+  }
+  fs::rename(command.temp_path, command.master_path, ec);
+  if (ec) {
+    fs::remove(command.temp_path, ec);
+    return "cannot move the upload to '" + command.master_path + "': " + ec.message();
+  }
+  if (command.master_mode) {
+    fs::permissions(command.master_path, static_cast<fs::perms>(*command.master_mode) & fs::perms::mask, ec);
+    if (ec) return "cannot set the mode of '" + command.master_path + "': " + ec.message();
+  }
+  if (command.utime) {
+    auto to_timespec = [](double seconds) {
+      timespec t{};
+      t.tv_sec = static_cast<time_t>(seconds);
+      t.tv_nsec = static_cast<long>((seconds - static_cast<double>(t.tv_sec)) * 1e9);
+      return t;
+    };
+    const timespec times[2] = {to_timespec(command.utime->first), to_timespec(command.utime->second)};
+    if (::utimensat(AT_FDCWD, command.master_path.c_str(), times, 0) != 0) {
+      return "cannot set the times of '" + command.master_path + "': " + std::strerror(errno);
+    }
+  }
+  return std::nullopt;
 }
 
 void EngineCore::worker_lost(WorkerSlot& worker, const std::string& reason) {

@@ -1,6 +1,7 @@
 #include "engine/engine_contexts.h"
 
 #include "engine/engine_core.h"
+#include "engine/worker_commands.h"
 
 #include "config/diagnostic.h"
 #include "config/json_schema.h"
@@ -194,6 +195,15 @@ kiln_status WorkerContext::output_throttle(std::function<void()> resume) {
 kiln_status WorkerContext::command_update(uint64_t command_id, std::string_view update_json) {
   auto it = core_.commands.find(command_id);
   if (it == core_.commands.end()) return KILN_ERR_NOT_FOUND;
+  if (it->second.transfer == static_cast<int>(WireCommand::Transfer::kUploadFile)) {
+    // keepstamp: the engine, which writes the master's copy, applies the times.
+    if (auto update = parse(update_json); update && update->is_object()) {
+      if (auto t = update->find("utime"); t != update->end() && t->is_array() && t->size() == 2 &&
+                                          (*t)[0].is_number() && (*t)[1].is_number()) {
+        it->second.utime = std::make_pair((*t)[0].get<double>(), (*t)[1].get<double>());
+      }
+    }
+  }
   if (it->second.handlers.on_update) it->second.handlers.on_update(update_json);
   return KILN_OK;
 }

@@ -113,9 +113,15 @@ struct RunningCommand {
   kiln_ctx::CommandHandlers handlers;
   int transfer = 0;  // WireCommand::Transfer
   std::string master_path;
-  std::unique_ptr<std::ofstream> writing;  // upload destination (or tar for directories)
+  // Uploads go to temp_path beside master_path (a file, or the tar of a
+  // directory) and take its place only when the worker reports success, so a
+  // failed upload neither leaves a partial file nor spoils an earlier one.
+  std::unique_ptr<std::ofstream> writing;
   std::unique_ptr<std::ifstream> reading;  // download source
-  std::string temp_path;                   // directory uploads: the tar file
+  std::string temp_path;
+  // keepstamp: the worker file's access and modification times, in seconds.
+  std::optional<std::pair<double, double>> utime;
+  std::optional<int> master_mode;
 };
 
 // A log of a step run. The store's logid arrives after the step already
@@ -242,6 +248,8 @@ struct EngineCore {
                             kiln_ctx::CommandHandlers handlers, uint64_t& id,
                             std::string& error);
   void complete_command(uint64_t id, json result);
+  // Puts a finished file upload in place (or drops it); says why it failed.
+  std::optional<std::string> finish_file_upload(const RunningCommand& command, bool ok);
   void worker_lost(WorkerSlot& worker, const std::string& reason);
 
   // --- logs -------------------------------------------------------------

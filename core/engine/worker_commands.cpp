@@ -156,6 +156,9 @@ std::variant<WireCommand, std::string> to_wire_command(const std::string& name,
       wire.args["compress"] = args.value("compress", json());
     } else {
       wire.args["keepstamp"] = args.value("keepstamp", false);
+      if (auto mode = args.find("mode"); mode != args.end() && mode->is_number_integer()) {
+        wire.master_mode = mode->get<int>();
+      }
     }
     return wire;
   }

@@ -27,6 +27,7 @@ struct WireCommand {
   nlohmann::json args;   // absolute paths
   Transfer transfer = Transfer::kNone;
   std::string master_path;  // masterdest or mastersrc, absolute
+  std::optional<int> master_mode;  // file uploads: permissions of the master's copy
 };
 
 // posixpath.join: a later absolute part replaces what came before.
