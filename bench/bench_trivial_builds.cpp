@@ -12,7 +12,10 @@ using namespace kiln::bench;
 int main(int argc, char** argv) {
   const int n = argc > 1 ? std::atoi(argv[1]) : 2000;
   TempDir dir("kiln-bench-trivial");
+  // Every buildset is to become a build of its own: without this the
+  // default collapsing merges the queued requests of each builder into one.
   write_text(dir.path() / "master.yaml", R"yaml(
+master: {collapse_requests: false}
 workers:
   - {name: w1, type: local, max_builds: 2}
   - {name: w2, type: local, max_builds: 2}

@@ -292,16 +292,19 @@ std::string EngineCore::start() {
   }
   if (auto waited = store.wait(); !waited.ok()) return "cannot register builders: " + waited.message;
   for (size_t i = 0; i < config.builders.size(); ++i) {
-    const auto& b = config.builders[i];
+    auto& b = config.builders[i];
     const auto& id = builder_ids[i];
     if (!id.ok()) return "cannot register builder '" + b.name + "': " + id.status.message;
     auto slot = std::make_unique<BuilderSlot>();
-    slot->owned_config = std::make_shared<const config::BuilderConfig>(b);
+    slot->owned_config = std::make_shared<const config::BuilderConfig>(std::move(b));
     slot->config = slot->owned_config.get();
     slot->builderid = id.value;
     builders_by_id[id.value] = slot.get();
-    builders[b.name] = std::move(slot);
+    builders[slot->config->name] = std::move(slot);
   }
+  // Builders live in their slots from here on: one copy of a large
+  // master's step configurations, not two.
+  config.builders.clear();
   for (size_t i = 0; i < config.workers.size(); ++i) {
     const auto& w = config.workers[i];
     const auto& id = worker_ids[i];

@@ -272,6 +272,8 @@ struct EngineCore {
   util::EventLoop& loop;
   store::Store& store;
   plugin::Registry& registry;
+  // The master's configuration, except `builders`, which start() and
+  // reconfigure() move into the builders' slots.
   config::MasterConfig config;
   int64_t masterid;
   EventBus& events;

@@ -270,6 +270,7 @@ void EngineCore::apply_reconfig(ReconfigPlan& plan, std::function<void(json)> do
     note("locks changed");
     locks.configure(next.locks);
   }
+  next.builders.clear();  // they live in their slots, as after start()
   config = std::move(next);
   apply_retention();  // horizons may have changed
   schedule_start_builds();

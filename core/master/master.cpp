@@ -13,10 +13,10 @@
 
 namespace kiln::master {
 
-Master::Master(LoadedMaster loaded) : loaded_(std::move(loaded)) {}
+Master::Master(LoadedMaster loaded) : loaded_(std::move(loaded)), basedir_(loaded_.config.basedir) {}
 
 std::string Master::start() {
-  const auto& basedir = loaded_.config.basedir;
+  const auto& basedir = basedir_;
   auto location = store::parse_store_url(loaded_.config.master.db, basedir);
   if (!location.ok()) return location.status.message;
   std::error_code ec;
@@ -40,7 +40,8 @@ std::string Master::start() {
   masterid_ = registered.value;
   spdlog::info("store {} at schema version {} (master id {})", store_->location(),
                store_->schema_version(), masterid_);
-  engine_ = std::make_unique<engine::Engine>(loop_, *store_, *loaded_.registry, loaded_.config,
+  const size_t workers = loaded_.config.workers.size(), builders = loaded_.config.builders.size();
+  engine_ = std::make_unique<engine::Engine>(loop_, *store_, *loaded_.registry, std::move(loaded_.config),
                                              masterid_);
   if (auto error = engine_->start(); !error.empty()) return error;
   control_ = std::make_unique<ControlServer>(
@@ -50,7 +51,7 @@ std::string Master::start() {
   if (auto error = control_->start(basedir); !error.empty()) return error;
   spdlog::info("loaded {} component types from {} folders; {} workers, {} builders",
                loaded_.registry->all().size(), loaded_.plugin_search_path.size(),
-               loaded_.config.workers.size(), loaded_.config.builders.size());
+               workers, builders);
   return {};
 }
 
@@ -60,7 +61,7 @@ void Master::run() {
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         if (signo == SIGHUP) {
-          spdlog::info("SIGHUP: reconfiguring from {}", master_yaml_path(loaded_.config.basedir).string());
+          spdlog::info("SIGHUP: reconfiguring from {}", master_yaml_path(basedir_).string());
           reconfigure([](const nlohmann::json& answer) {
             for (const auto& e : answer.value("errors", nlohmann::json::array())) {
               spdlog::error("reconfig: {}", e.get<std::string>());
@@ -124,7 +125,7 @@ void Master::reconfigure(std::function<void(nlohmann::json)> done) {
   // YAML parsing of a big master takes long enough to matter to the loop;
   // plugins and checks stay on the loop, where the registry lives.
   config_reader_ = std::thread([this, fail, finish = std::move(finish),
-                                path = master_yaml_path(loaded_.config.basedir)]() mutable {
+                                path = master_yaml_path(basedir_)]() mutable {
     auto read = std::make_shared<config::ReadResult>(config::read_config_document(path));
     loop_.post([this, read, finish = std::move(finish), fail]() mutable {
       std::vector<std::string> errors;
@@ -139,13 +140,7 @@ void Master::reconfigure(std::function<void(nlohmann::json)> done) {
       auto checked = config::check_master_config(*read->document, *loaded_.registry);
       for (const auto& d : checked.errors) errors.push_back(d.to_string());
       if (!checked.config) return finish(fail(std::move(errors)));
-      auto next = std::make_shared<config::MasterConfig>(std::move(*checked.config));
-      engine_->reconfigure(*next, [this, next, finish = std::move(finish)](json answer) mutable {
-        if (answer.value("ok", false) || !answer.value("changes", json::array()).empty()) {
-          loaded_.config = std::move(*next);
-        }
-        finish(std::move(answer));
-      });
+      engine_->reconfigure(std::move(*checked.config), std::move(finish));
     });
   });
 }

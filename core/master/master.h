@@ -7,6 +7,7 @@
 #include "master/master_loading.h"
 #include "util/event_loop.h"
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -40,10 +41,12 @@ class Master {
 
   util::EventLoop& loop() { return loop_; }
   engine::Engine* engine() { return engine_.get(); }
-  const config::MasterConfig& config() const { return loaded_.config; }
 
  private:
+  // The configuration itself moves into the engine at start (one copy of a
+  // large master's builders, not two); the master keeps only its folder.
   LoadedMaster loaded_;
+  std::filesystem::path basedir_;
   util::EventLoop loop_;
   std::unique_ptr<store::Store> store_;
   int64_t masterid_ = 0;
