@@ -153,16 +153,25 @@ std::string cookie_header(const std::string& value, int64_t max_age) {
          std::to_string(max_age);
 }
 
-constexpr std::string_view kLoginPage = R"html(<!DOCTYPE html>
+constexpr std::string_view kLoginHead = R"html(<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Kiln: log in</title>
 <style>body { font-family: sans-serif; margin: 1.5em; } label { display: block; margin: 0.4em 0; }</style>
 </head><body><h1>Log in</h1>
-<form method="post" action="/auth/login">
+)html";
+constexpr std::string_view kLoginForm = R"html(<form method="post" action="/auth/login">
 <label>User <input name="username" autocomplete="username" autofocus></label>
 <label>Password <input name="password" type="password" autocomplete="current-password"></label>
 <button type="submit">Log in</button>
 </form><p><a href="/">builders</a></p></body></html>
 )html";
+
+// The login form, after `notice` (HTML, may be empty).
+Response login_page(std::string_view notice) {
+  Response r;
+  r.content_type = "text/html; charset=utf-8";
+  r.body = std::string(kLoginHead) + std::string(notice) + std::string(kLoginForm);
+  return r;
+}
 
 }  // namespace
 
@@ -518,12 +527,7 @@ void Auth::handle(const Request& request, const Identity& who, Respond respond) 
   }
   if (path != "/auth/login") return respond(error_response(404, "no page at '" + request.path + "'"));
   if (!enabled()) return respond(error_response(404, "this server has no logins (no auth section)"));
-  if (request.method == "GET") {
-    Response r;
-    r.content_type = "text/html; charset=utf-8";
-    r.body = kLoginPage;
-    return respond(std::move(r));
-  }
+  if (request.method == "GET") return respond(login_page(""));
   if (request.method != "POST") return respond(error_response(405, "log in with a POST"));
   // A form posts username=..&password=..; a script may post JSON.
   const bool form = !request.header("content-type").starts_with("application/json");
@@ -545,6 +549,12 @@ void Auth::handle(const Request& request, const Identity& who, Respond respond) 
     return respond(error_response(400, "a login needs a username and a password"));
   }
   verify(user, password, [this, user, form, respond](bool ok) {
+    if (!ok && form) {
+      // The form again, saying why, rather than a JSON error in a browser.
+      Response r = login_page("<p><strong>Wrong username or password.</strong></p>\n");
+      r.status = 401;
+      return respond(std::move(r));
+    }
     if (!ok) return respond(error_response(401, "wrong username or password"));
     const std::string session = make_session(user);
     Response r;

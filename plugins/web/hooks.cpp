@@ -9,6 +9,8 @@
 #include "auth.h"
 #include "rest.h"
 
+#include <kiln/sdk/base64.hpp>
+
 #include <cstdio>
 #include <ctime>
 #include <optional>
@@ -258,6 +260,15 @@ HookOutcome gitlab_hook(const HookDialect& dialect, const Request& request) {
   return out;
 }
 
+// ?codebase= or the dialect's codebase, on every change.
+void set_codebase(HookOutcome& out, const HookDialect& dialect, const Request& request) {
+  std::optional<std::string> codebase = query_value(request, "codebase");
+  if (!codebase && !dialect.codebase.empty()) codebase = dialect.codebase;
+  if (codebase) {
+    for (auto& change : out.changes) change["codebase"] = *codebase;
+  }
+}
+
 }  // namespace
 
 sdk::Result<HookDialects> parse_hook_dialects(const json& config) {
@@ -268,9 +279,10 @@ sdk::Result<HookDialects> parse_hook_dialects(const json& config) {
   }
   for (const auto& [name, options] : dialects.items()) {
     const std::string where = "change_hook_dialects." + name;
-    if (name != "base" && name != "github" && name != "gitlab") {
-      return sdk::Status(KILN_ERR_INVALID_CONFIG,
-                         where + ": unknown dialect (base, github, gitlab)");
+    const bool builtin = name == "base" || name == "github" || name == "gitlab";
+    if (!builtin && (!options.is_object() || !options.value("policy", json()).is_string())) {
+      return sdk::invalid_config(where + ": not a dialect of the web plugin (base, github, gitlab); "
+                                 "a plugin's dialect names its change_hook policy: {policy: NAME}");
     }
     if (options.is_boolean()) {
       if (options.get<bool>()) out[name] = {};
@@ -281,16 +293,21 @@ sdk::Result<HookDialects> parse_hook_dialects(const json& config) {
     }
     HookDialect d;
     for (const auto& [key, value] : options.items()) {
-      if ((key == "secret" && name != "base") || key == "codebase") {
-        if (!value.is_string()) {
-          return sdk::invalid_config(where + "." + key + ": a string");
-        }
-        (key == "secret" ? d.secret : d.codebase) = value.get<std::string>();
-      } else {
-        return sdk::Status(KILN_ERR_INVALID_CONFIG,
-                           where + ": unknown option '" + key + "' (" +
-                               (name == "base" ? "codebase" : "secret, codebase") + ")");
+      const bool known = key == "codebase" ||
+                         (key == "secret" && (name == "github" || name == "gitlab")) ||
+                         (key == "policy" && !builtin);
+      if (!known) {
+        return sdk::invalid_config(where + ": unknown option '" + key + "' (" +
+                                   (name == "base" ? "codebase"
+                                    : builtin      ? "secret, codebase"
+                                                   : "policy, codebase") +
+                                   ")");
       }
+      if (!value.is_string() || (key == "policy" && value.get<std::string>().empty())) {
+        return sdk::invalid_config(where + "." + key + ": a string");
+      }
+      (key == "secret" ? d.secret : key == "codebase" ? d.codebase : d.policy) =
+          value.get<std::string>();
     }
     out[name] = std::move(d);
   }
@@ -307,11 +324,51 @@ HookOutcome parse_change_hook(const HookDialects& dialects, std::string_view dia
   HookOutcome out = dialect == "base"     ? base_hook(request)
                     : dialect == "github" ? github_hook(it->second, request)
                                           : gitlab_hook(it->second, request);
-  std::optional<std::string> codebase = query_value(request, "codebase");
-  if (!codebase && !it->second.codebase.empty()) codebase = it->second.codebase;
-  if (codebase) {
-    for (auto& change : out.changes) change["codebase"] = *codebase;
+  set_codebase(out, it->second, request);
+  return out;
+}
+
+json policy_hook_args(std::string_view dialect, const Request& request) {
+  json headers = json::object();
+  for (const auto& [name, value] : request.headers) {
+    if (!headers.contains(name)) headers[name] = value;
   }
+  json args = {{"dialect", dialect},     {"method", request.method}, {"path", request.path},
+               {"query", request.query},  {"headers", std::move(headers)}};
+  // JSON text must be UTF-8: any other body goes as base64.
+  try {
+    (void)json(request.body).dump();
+    args["body"] = request.body;
+  } catch (const json::exception&) {
+    args["body_base64"] = sdk::base64_encode(request.body);
+  }
+  return args;
+}
+
+HookOutcome policy_hook_outcome(const HookDialects& dialects, std::string_view dialect,
+                                const Request& request, kiln_status status, const json& answer,
+                                const std::string& error) {
+  if (status != KILN_OK) {
+    return refuse(500, "change_hook policy of dialect '" + std::string(dialect) + "': " + error);
+  }
+  HookOutcome out;
+  if (answer.is_object() && answer.contains("error")) {
+    const json code = answer.value("status", json(400));
+    const int64_t status_code = code.is_number_integer() ? code.get<int64_t>() : 400;
+    out.status = status_code >= 400 && status_code <= 599 ? static_cast<unsigned>(status_code) : 400;
+    out.error = answer["error"].is_string() ? answer["error"].get<std::string>() : answer["error"].dump();
+    return out;
+  }
+  const json list = answer.is_object() ? answer.value("changes", json()) : answer;
+  if (!list.is_array()) {
+    return refuse(500, "the change_hook policy of dialect '" + std::string(dialect) +
+                           "' answered neither a list of changes nor {status, error}");
+  }
+  for (const auto& change : list) {
+    if (!change.is_object()) return refuse(500, "the change_hook policy answered a change that is no object");
+    out.changes.push_back(change);
+  }
+  set_codebase(out, dialects.at(std::string(dialect)), request);
   return out;
 }
 

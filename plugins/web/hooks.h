@@ -5,6 +5,8 @@
 // (Buildbot's form or JSON fields of one change), `github` (push and
 // pull_request events, X-Hub-Signature-256 checked when a secret is set)
 // and `gitlab` (push, tag_push and merge_request events, X-Gitlab-Token).
+// Any other dialect name is a plugin's: a `change_hook` policy function
+// (named by the dialect's `policy`) turns the request into changes.
 // Parsing only: web.cpp hands the changes to the master.
 
 #include "http_types.h"
@@ -22,6 +24,7 @@ namespace kiln::web {
 struct HookDialect {
   std::string secret;    // github: the HMAC key; gitlab: the token; empty: none
   std::string codebase;  // set on every change when not empty
+  std::string policy;    // a plugin's dialect: its change_hook policy
 };
 using HookDialects = std::map<std::string, HookDialect>;
 
@@ -37,6 +40,15 @@ struct HookOutcome {
 // The changes a POST to /change_hook/<dialect> carries, or why not.
 HookOutcome parse_change_hook(const HookDialects& dialects, std::string_view dialect,
                               const Request& request);
+
+// A plugin's dialect: the arguments of its change_hook policy,
+// {"dialect", "method", "path", "query", "headers": {lower-case name:
+// value}, "body"}, and its answer (a list of changes, or {"changes":
+// [...]}, or {"status": 4xx, "error": "..."}) as an outcome.
+nlohmann::json policy_hook_args(std::string_view dialect, const Request& request);
+HookOutcome policy_hook_outcome(const HookDialects& dialects, std::string_view dialect,
+                                const Request& request, kiln_status status,
+                                const nlohmann::json& answer, const std::string& error);
 
 // "2015-05-05T19:40:15-04:00" or "...Z" (GitHub's and GitLab's
 // timestamps) as Unix seconds; -1 when not that shape.

@@ -46,7 +46,7 @@ constexpr const char* kSchema = R"json({
     "authz": {"type": "object",
       "description": "Who may do what: force_build, force_all_builds, ping_worker, graceful_shutdown, stop_build, stop_all_builds, cancel_pending_build, stop_change, clean_shutdown, show_users_page, each never, always, authenticated, a list of users and group:NAME, or {policy: NAME} (an authz_check policy). Unlisted actions are always allowed without an auth section and need a login with one."},
     "change_hook_dialects": {"type": "object",
-      "description": "Change hooks on /change_hook/DIALECT, each enabled by name: base (true), github ({secret} checks X-Hub-Signature-256), gitlab ({secret} checks X-Gitlab-Token); any of them may set a codebase."}
+      "description": "Change hooks on /change_hook/DIALECT, each enabled by name: base (true), github ({secret} checks X-Hub-Signature-256), gitlab ({secret} checks X-Gitlab-Token), or a plugin's dialect ({policy: NAME}, a change_hook policy function); any of them may set a codebase."}
   }
 })json";
 
@@ -191,6 +191,23 @@ class WebStatus : public sdk::Reporter {
     auto hooks = parse_hook_dialects(config());
     if (!hooks) return hooks.status();
     hooks_ = std::move(*hooks);
+    // A policy named but not configured is a configuration error now, not
+    // a refusal on the first request.
+    std::vector<std::pair<std::string, std::string>> policies;  // (where, name)
+    for (size_t i = 0; i < kActionCount; ++i) {
+      if (settings->rules[i].kind == Rule::Kind::kPolicy) {
+        policies.emplace_back(std::string("authz.") + action_key(static_cast<Action>(i)),
+                              settings->rules[i].policy);
+      }
+    }
+    for (const auto& [dialect, options] : hooks_) {
+      if (!options.policy.empty()) policies.emplace_back("change_hook_dialects." + dialect, options.policy);
+    }
+    for (const auto& [where, name] : policies) {
+      if (context().call_policy(name, json::object()).status().code() == KILN_ERR_NOT_FOUND) {
+        return sdk::invalid_config(where + ": no policy named '" + name + "' (see policies:)");
+      }
+    }
     const sdk::Context ctx = context();
     server_ = HttpServer::make(
         ServerOptions{listen->host, listen->port},
@@ -245,9 +262,18 @@ class WebStatus : public sdk::Reporter {
       return respond(error_response(404, "no such path: '.' and '..' segments are refused"));
     }
     if (request.path == "/change_hook" || request.path.starts_with("/change_hook/")) {
-      const std::string_view dialect =
-          request.path.size() > 13 ? std::string_view(request.path).substr(13) : "base";
-      return change_hook(parse_change_hook(hooks_, dialect, request), std::move(respond));
+      const std::string dialect = request.path.size() > 13 ? request.path.substr(13) : "base";
+      auto it = hooks_.find(dialect);
+      if (it == hooks_.end() || it->second.policy.empty() || request.method != "POST") {
+        return change_hook(parse_change_hook(hooks_, dialect, request), std::move(respond));
+      }
+      // A plugin's dialect: its change_hook policy reads the request.
+      return backend_->policy(it->second.policy, policy_hook_args(dialect, request),
+                              [this, dialect, request, respond = std::move(respond)](Answer a) mutable {
+                                change_hook(policy_hook_outcome(hooks_, dialect, request, a.status,
+                                                                a.value, a.error),
+                                            std::move(respond));
+                              });
     }
     auth_->identify(request, [this, request, respond = std::move(respond)](
                                  Identity who, std::string problem) mutable {

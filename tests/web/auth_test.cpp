@@ -213,6 +213,11 @@ TEST_CASE("a login sets an HttpOnly SameSite=Strict session cookie and a POST wi
   REQUIRE(form.headers["location"] == "/");
   REQUIRE_THAT(form.headers["set-cookie"], Catch::StartsWith("kiln_session="));
   REQUIRE_THAT(m.web.get("/auth/login").body, Catch::Contains("<form method=\"post\" action=\"/auth/login\">"));
+  HttpReply wrong = m.web.request("POST", "/auth/login", "username=ann&password=guess",
+                                  {{"Content-Type", "application/x-www-form-urlencoded"}});
+  require_status(wrong, 401);
+  REQUIRE_THAT(wrong.body, Catch::Contains("Wrong username or password"));
+  REQUIRE(wrong.headers.count("set-cookie") == 0);
 
   // Logging out needs the token too, and clears the cookie.
   require_status(m.web.request("POST", "/auth/logout", "", {{"Cookie", cookie}}), 403);
@@ -249,4 +254,12 @@ TEST_CASE("an authz_check policy function decides an action's rule") {
   require_status(force(web, basic("dev", "dev-pw")), 403);
   require_status(force(web, basic("ops", "ops-pw")), 200);
   REQUIRE(buildsets(web) == 1);
+}
+
+TEST_CASE("an authz rule naming a policy that is not configured stops the start") {
+  kiln::testing::SchedulerMaster master(
+      kiln::testing::web_master_yaml(kiln::testing::free_port(), "authz: {stop_build: {policy: nosuch}}"));
+  const std::string error = master.engine().start();
+  REQUIRE_THAT(error, Catch::Contains("authz.stop_build"));
+  REQUIRE_THAT(error, Catch::Contains("no policy named 'nosuch'"));
 }

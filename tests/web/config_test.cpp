@@ -68,7 +68,8 @@ TEST_CASE("auth and authz are checked with the config naming the key") {
 
 TEST_CASE("change_hook_dialects enables known dialects only") {
   REQUIRE(problems_with("0", "change_hook_dialects: {base: true, github: {secret: s}, gitlab: {secret: t, codebase: c}}").empty());
-  REQUIRE_THAT(problems_with("0", "change_hook_dialects: {bitbucket: true}"), Catch::Contains("bitbucket"));
+  REQUIRE_THAT(problems_with("0", "change_hook_dialects: {bitbucket: true}"), Catch::Contains("{policy: NAME}"));
+  REQUIRE_THAT(problems_with("0", "change_hook_dialects: {base: {policy: x}}"), Catch::Contains("unknown option 'policy'"));
   REQUIRE_THAT(problems_with("0", "change_hook_dialects: {github: {secret: 3}}"), Catch::Contains("github.secret"));
   REQUIRE_THAT(problems_with("0", "change_hook_dialects: {github: {strict: true}}"), Catch::Contains("strict"));
 }

@@ -267,3 +267,22 @@ TEST_CASE("a GitLab push with the right token adds its commits and a wrong token
   REQUIRE(all[0]["files"] == json::array({"CHANGELOG", "app/controller/application.rb"}));
   REQUIRE(all[0]["when_timestamp"] == 1323692851);
 }
+
+TEST_CASE("a plugin's change_hook policy serves a dialect of its own") {
+  WebMaster web("change_hook_dialects: {lines: {policy: lines, codebase: tools}}", kiln::testing::free_port(),
+                "policies: [{name: lines, type: test-lines-hook}]\n",
+                {std::string(KILN_TEST_PLUGIN_DIR) + "/web_hooks"});
+  require_status(web.request("POST", "/change_hook/lines", "abc main\n", {{"Content-Type", "text/plain"}}), 403);
+  REQUIRE(changes(web).empty());
+  HttpReply ok = web.request("POST", "/change_hook/lines", "abc main\ndef dev\n",
+                             {{"Content-Type", "text/plain"}, {"X-Token", "let-me-in"}});
+  require_status(ok, 200);
+  REQUIRE(ok.json()["changeids"].size() == 2);
+  json all = changes(web);
+  REQUIRE(all.size() == 2);
+  REQUIRE(all[0]["revision"] == "abc");
+  REQUIRE(all[1]["branch"] == "dev");
+  REQUIRE(all[1]["author"] == "hook-bot");
+  REQUIRE(all[1]["comments"] == "from the lines dialect");
+  REQUIRE(all[1]["codebase"] == "tools");
+}
