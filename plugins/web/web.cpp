@@ -46,7 +46,9 @@ constexpr const char* kSchema = R"json({
     "authz": {"type": "object",
       "description": "Who may do what: force_build, force_all_builds, ping_worker, graceful_shutdown, stop_build, stop_all_builds, cancel_pending_build, stop_change, clean_shutdown, show_users_page, each never, always, authenticated, a list of users and group:NAME, or {policy: NAME} (an authz_check policy). Unlisted actions are always allowed without an auth section and need a login with one."},
     "change_hook_dialects": {"type": "object",
-      "description": "Change hooks on /change_hook/DIALECT, each enabled by name: base (true), github ({secret} checks X-Hub-Signature-256), gitlab ({secret} checks X-Gitlab-Token), or a plugin's dialect ({policy: NAME}, a change_hook policy function); any of them may set a codebase."}
+      "description": "Change hooks on /change_hook/DIALECT, each enabled by name: base (true), github ({secret} checks X-Hub-Signature-256), gitlab ({secret} checks X-Gitlab-Token), or a plugin's dialect ({policy: NAME}, a change_hook policy function); any of them may set a codebase."},
+    "change_hook_auth": {"type": "boolean", "default": false,
+      "description": "Buildbot's change_hook_auth: change hooks need the HTTP Basic credentials of a user of the auth section."}
   }
 })json";
 
@@ -175,7 +177,11 @@ class WebStatus : public sdk::Reporter {
   static sdk::Status validate(const json& config) {
     auto listen = parse_listen(config.value("port", json(8010)));
     if (!listen) return listen.status();
-    if (auto auth = parse_auth_settings(config, {}); !auth) return auth.status();
+    auto auth = parse_auth_settings(config, {});
+    if (!auth) return auth.status();
+    if (config.value("change_hook_auth", false) && !auth->any_source()) {
+      return sdk::invalid_config("change_hook_auth needs an auth section (users, htpasswd or kiln_users)");
+    }
     if (auto hooks = parse_hook_dialects(config); !hooks) return hooks.status();
     return {};
   }
@@ -191,6 +197,7 @@ class WebStatus : public sdk::Reporter {
     auto hooks = parse_hook_dialects(config());
     if (!hooks) return hooks.status();
     hooks_ = std::move(*hooks);
+    hooks_need_login_ = config().value("change_hook_auth", false);
     // A policy named but not configured is a configuration error now, not
     // a refusal on the first request.
     std::vector<std::pair<std::string, std::string>> policies;  // (where, name)
@@ -261,27 +268,17 @@ class WebStatus : public sdk::Reporter {
     if (has_dot_segment(request.path)) {
       return respond(error_response(404, "no such path: '.' and '..' segments are refused"));
     }
-    if (request.path == "/change_hook" || request.path.starts_with("/change_hook/")) {
-      const std::string dialect = request.path.size() > 13 ? request.path.substr(13) : "base";
-      auto it = hooks_.find(dialect);
-      if (it == hooks_.end() || it->second.policy.empty() || request.method != "POST") {
-        return change_hook(parse_change_hook(hooks_, dialect, request), std::move(respond));
-      }
-      // A plugin's dialect: its change_hook policy reads the request.
-      return backend_->policy(it->second.policy, policy_hook_args(dialect, request),
-                              [this, dialect, request, respond = std::move(respond)](Answer a) mutable {
-                                change_hook(policy_hook_outcome(hooks_, dialect, request, a.status,
-                                                                a.value, a.error),
-                                            std::move(respond));
-                              });
-    }
-    auth_->identify(request, [this, request, respond = std::move(respond)](
+    const bool hook = request.path == "/change_hook" || request.path.starts_with("/change_hook/");
+    if (hook && !hooks_need_login_) return serve_hook(std::move(request), std::move(respond));
+    auth_->identify(request, [this, hook, request, respond = std::move(respond)](
                                  Identity who, std::string problem) mutable {
-      if (!problem.empty()) {
-        Response r = error_response(401, problem);
+      if (!problem.empty() || (hook && !who.by_basic)) {
+        Response r = error_response(
+            401, problem.empty() ? "change hooks need HTTP Basic credentials (change_hook_auth)" : problem);
         r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"kiln\", charset=\"UTF-8\"");
         return respond(std::move(r));
       }
+      if (hook) return serve_hook(std::move(request), std::move(respond));
       // The cookie comes with any request the browser sends, a forged
       // cross-site one too; the token only with the pages' own.
       if (request.method == "POST" && who.by_session && request.path != "/auth/login" &&
@@ -291,6 +288,21 @@ class WebStatus : public sdk::Reporter {
       }
       dispatch(request, who, std::move(respond));
     });
+  }
+
+  void serve_hook(Request request, Respond respond) {
+    const std::string dialect = request.path.size() > 13 ? request.path.substr(13) : "base";
+    auto it = hooks_.find(dialect);
+    if (it == hooks_.end() || it->second.policy.empty() || request.method != "POST") {
+      return change_hook(parse_change_hook(hooks_, dialect, request), std::move(respond));
+    }
+    // A plugin's dialect: its change_hook policy reads the request.
+    backend_->policy(it->second.policy, policy_hook_args(dialect, request),
+                     [this, dialect, request, respond = std::move(respond)](Answer a) mutable {
+                       change_hook(policy_hook_outcome(hooks_, dialect, request, a.status, a.value,
+                                                       a.error),
+                                   std::move(respond));
+                     });
   }
 
   void dispatch(const Request& request, const Identity& who, Respond respond) {
@@ -349,6 +361,7 @@ class WebStatus : public sdk::Reporter {
   std::unique_ptr<LoopBackend> backend_;
   std::unique_ptr<Auth> auth_;
   HookDialects hooks_;
+  bool hooks_need_login_ = false;
   std::unique_ptr<RestApi> rest_;
   std::optional<uint64_t> subscription_;
 };

@@ -72,4 +72,6 @@ TEST_CASE("change_hook_dialects enables known dialects only") {
   REQUIRE_THAT(problems_with("0", "change_hook_dialects: {base: {policy: x}}"), Catch::Contains("unknown option 'policy'"));
   REQUIRE_THAT(problems_with("0", "change_hook_dialects: {github: {secret: 3}}"), Catch::Contains("github.secret"));
   REQUIRE_THAT(problems_with("0", "change_hook_dialects: {github: {strict: true}}"), Catch::Contains("strict"));
+  REQUIRE_THAT(problems_with("0", "change_hook_auth: true, change_hook_dialects: {base: true}"),
+               Catch::Contains("change_hook_auth needs an auth section"));
 }

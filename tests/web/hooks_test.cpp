@@ -5,6 +5,8 @@
 
 #include "web/web_master.h"
 
+#include <kiln/sdk/base64.hpp>
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -285,4 +287,21 @@ TEST_CASE("a plugin's change_hook policy serves a dialect of its own") {
   REQUIRE(all[1]["author"] == "hook-bot");
   REQUIRE(all[1]["comments"] == "from the lines dialect");
   REQUIRE(all[1]["codebase"] == "tools");
+}
+
+TEST_CASE("with change_hook_auth a hook needs the Basic credentials of a user") {
+  WebMaster web("auth: {users: [{username: hooker, password: hook-pw}]}\n"
+                "change_hook_auth: true\n"
+                "change_hook_dialects: {base: true}");
+  auto post = [&](std::map<std::string, std::string> headers) {
+    headers["Content-Type"] = "application/x-www-form-urlencoded";
+    return web.request("POST", "/change_hook/base", "author=a&branch=main", headers);
+  };
+  HttpReply anonymous = post({});
+  require_status(anonymous, 401);
+  REQUIRE_THAT(anonymous.headers["www-authenticate"], Catch::Contains("Basic"));
+  require_status(post({{"Authorization", "Basic " + kiln::sdk::base64_encode("hooker:guess")}}), 401);
+  REQUIRE(changes(web).empty());
+  require_status(post({{"Authorization", "Basic " + kiln::sdk::base64_encode("hooker:hook-pw")}}), 200);
+  REQUIRE(changes(web).size() == 1);
 }
