@@ -1,7 +1,8 @@
 // Change hooks over real HTTP: Buildbot's base dialect (form and JSON),
 // GitHub push and pull_request events signed with X-Hub-Signature-256,
-// GitLab push and merge_request events with X-Gitlab-Token; the changes
-// are read back through the REST API.
+// GitLab push events with X-Gitlab-Token, a plugin's dialect (a
+// change_hook policy) and change_hook_auth; the changes are read back
+// through the REST API.
 
 #include "web/web_master.h"
 
