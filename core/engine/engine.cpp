@@ -1335,6 +1335,42 @@ void EngineCore::submit_rebuild(int64_t buildid, DataDone done) {
   }));
 }
 
+namespace {
+
+// A login check against the users of `kiln user`, for front ends such as
+// the web plugin. The hash never leaves the core, and crypt(3) (tens of
+// milliseconds for yescrypt) runs on the store's thread, not the loop.
+// Both failures answer alike, so a caller cannot probe for usernames.
+void check_user_password(util::EventLoop& on_loop, store::Store& store,
+                         const std::shared_ptr<bool>& alive, const json& args, DataDone done) {
+  const json username = args.value("username", json());
+  const json password = args.value("password", json());
+  if (!username.is_string() || !password.is_string() || username.get<std::string>().empty()) {
+    done(KILN_ERR_INVALID_ARGUMENT,
+         error_value("check_password takes {\"username\": \"...\", \"password\": \"...\"}"));
+    return;
+  }
+  std::weak_ptr<bool> weak = alive;
+  store.user_login(
+      username.get<std::string>(),
+      store::Completion<store::UserLogin>::on_store_thread(
+          [&on_loop, weak, done, name = username.get<std::string>(),
+           secret = password.get<std::string>()](store::Result<store::UserLogin> r) {
+            const bool matches = r.ok() && store::verify_password(secret, r.value.bb_password_hash);
+            json answer = matches ? json{{"uid", r.value.uid},
+                                         {"identifier", r.value.identifier},
+                                         {"username", name}}
+                                  : json();
+            on_loop.post([weak, done, matches, answer = std::move(answer)] {
+              if (weak.expired()) return;
+              if (matches) return done(KILN_OK, answer);
+              done(KILN_ERR_NOT_FOUND, error_value("wrong username or password"));
+            });
+          }));
+}
+
+}  // namespace
+
 void EngineCore::control(std::string_view path, std::string_view action, const json& args,
                          DataDone done) {
   std::string p(path);
@@ -1440,8 +1476,13 @@ void EngineCore::control(std::string_view path, std::string_view action, const j
     }));
     return;
   }
+  if (collection == "users" && id.empty() && action == "check_password") {
+    check_user_password(loop, store, alive, args, std::move(done));
+    return;
+  }
   done(KILN_ERR_NOT_FOUND, error_value("no action '" + std::string(action) + "' on '" + p + "'"));
 }
+
 
 json EngineCore::status() const {
   json out = {{"builders", json::array()}, {"workers", json::array()}};

@@ -1,8 +1,8 @@
 #pragma once
-// The master as the HTTP side sees it: the ABI's data_get and data_control,
-// called on the HTTP thread and answered on it. web.cpp implements it by
-// posting to the engine's loop and posting the answer back, so neither
-// thread ever waits for the other.
+// The master as the HTTP side sees it: the ABI's data_get, data_control
+// change_add and policy_call, called on the HTTP thread and answered on it. web.cpp
+// implements it by posting to the engine's loop and posting the answer
+// back, so neither thread ever waits for the other.
 
 #include <kiln/plugin_api.h>
 #include <nlohmann/json.hpp>
@@ -28,6 +28,10 @@ class Backend {
   // A control action: path "builds/12", action "stop", args an object.
   virtual void control(std::string path, std::string action, nlohmann::json args,
                        AnswerFn done) = 0;
+  // The ABI's change_add: answers {"changeid": N}.
+  virtual void add_change(nlohmann::json change, AnswerFn done) = 0;
+  // The ABI's policy_call of a named policy function (authz_check).
+  virtual void policy(std::string name, nlohmann::json args, AnswerFn done) = 0;
 };
 
 }  // namespace kiln::web

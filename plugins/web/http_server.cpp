@@ -28,6 +28,7 @@
 #include <boost/beast/websocket/stream.hpp>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <deque>
 #include <optional>
@@ -285,6 +286,11 @@ void HttpSession::handle() {
   r.method = std::string(request.method_string());
   r.path = std::string(path);
   if (question != std::string_view::npos) r.query = std::string(target.substr(question + 1));
+  for (const auto& field : request) {
+    std::string name(field.name_string());
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    r.headers.emplace_back(std::move(name), std::string(field.value()));
+  }
   r.body = std::move(request.body());
   // The handler answers later (after a trip to the master's loop): no
   // timeout meanwhile, so a slow answer is not mistaken for an idle client.
@@ -314,7 +320,7 @@ void HttpSession::set_header(Message& message, const Response& r) const {
   message.result(r.status);
   message.set(http::field::server, "kiln");
   message.set(http::field::content_type, r.content_type);
-  for (const auto& [name, value] : r.headers) message.set(name, value);
+  for (const auto& [name, value] : r.headers) message.insert(name, value);
   message.keep_alive(keep_alive_);
 }
 

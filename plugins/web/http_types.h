@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -15,6 +16,16 @@ struct Request {
   std::string path;    // as sent, still percent-encoded: "/api/v2/builders/a%20b"
   std::string query;   // after '?', still encoded; empty when none
   std::string body;
+  // Names in lower case ("authorization", "cookie", "x-hub-signature-256").
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // The first header of that (lower-case) name, or empty.
+  std::string_view header(std::string_view name) const {
+    for (const auto& [n, v] : headers) {
+      if (n == name) return v;
+    }
+    return {};
+  }
 };
 
 // Hands over one piece of a streamed body; `more` is false on the last one.

@@ -27,7 +27,7 @@ td, th { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
 
 constexpr std::string_view kScript = R"html(
 <h1 id="title">Kiln</h1>
-<p><a href="/">builders</a></p>
+<p><a href="/">builders</a> <span id="who"></span></p>
 <div id="content">loading...</div>
 <script>
 const RESULTS = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
@@ -77,6 +77,19 @@ function live() {
   ws.onmessage = e => { if (JSON.parse(e.data).k) later(); };
   ws.onclose = () => setTimeout(live, 5000);
 }
+// Who is logged in; POSTs of a session carry its CSRF token.
+async function who() {
+  const me = await fetch("/auth/me").then(r => r.json());
+  const span = document.getElementById("who");
+  if (me.user) {
+    span.innerHTML = `${esc(me.user)} <button id="logout">log out</button>`;
+    document.getElementById("logout").onclick = () =>
+      fetch("/auth/logout", {method: "POST", headers: {"X-CSRF-Token": me.csrf_token}}).then(() => location.reload());
+  } else if (me.auth) {
+    span.innerHTML = `<a href="/auth/login">log in</a>`;
+  }
+}
+who().catch(() => {});
 render().catch(e => document.getElementById("content").textContent = "error: " + e);
 live();
 </script></body></html>

@@ -189,10 +189,29 @@ struct LogPager : std::enable_shared_from_this<LogPager> {
 
 class Call {
  public:
-  Call(Backend& backend, Respond respond) : backend_(backend), respond_(std::move(respond)) {}
+  Call(Backend& backend, Auth& auth, Identity who, Respond respond)
+      : backend_(backend), auth_(auth), who_(std::move(who)), respond_(std::move(respond)) {}
 
   void get(std::vector<std::string> segs, const std::string& query) {
     if (segs.empty()) return root();
+    // Buildbot's showUsersPage guards users wherever they are nested.
+    for (size_t i = 0; i < segs.size(); i += 2) {
+      if (segs[i] != "users") continue;
+      auto self = std::make_shared<Call>(*this);
+      std::string path = join(segs, segs.size());
+      return auth_.authorize(Action::kShowUsersPage, who_, std::move(path),
+                             [self, segs = std::move(segs), query](Verdict v) mutable {
+                               if (v != Verdict::kAllowed) {
+                                 return self->respond_(self->auth_.refusal(v, Action::kShowUsersPage, self->who_));
+                               }
+                               self->read(std::move(segs), query);
+                             });
+    }
+    read(std::move(segs), query);
+  }
+
+ private:
+  void read(std::vector<std::string> segs, const std::string& query) {
     const std::string path = join(segs, segs.size());
     if (segs.size() % 2 == 1 && segs.size() >= 3 && segs.back() == "contents") {
       return contents(path, query);
@@ -228,7 +247,8 @@ class Call {
     });
   }
 
-  void post(std::vector<std::string> segs, const std::string& body) {
+ public:
+  void post(std::vector<std::string> segs, const std::string& body, std::string_view content_type) {
     json request = json::parse(body, nullptr, false);
     if (request.is_discarded()) return rpc_error(400, -32700, "the body is not JSON", nullptr);
     if (!request.is_object()) {
@@ -247,6 +267,33 @@ class Call {
       return rpc_error(404, -32600, "control calls go to one resource, such as builds/12", id_);
     }
     const std::string method = request["method"].get<std::string>();
+    const auto action = action_of(segs, method, params);
+    if (!action) {
+      return rpc_error(501, -32601,
+                       "'" + method + "' on '" + join(segs, segs.size()) +
+                           "' is not a control call of the web API",
+                       id_);
+    }
+    // A browser sends remembered Basic credentials along with a forged
+    // cross-site form, but such a form cannot send application/json.
+    if (who_.by_basic && !content_type.starts_with("application/json")) {
+      return rpc_error(400, -32600, "Invalid content-type (use application/json)", id_);
+    }
+    auto self = std::make_shared<Call>(*this);
+    std::string path = join(segs, segs.size()) + "/" + method;
+    auth_.authorize(*action, who_, std::move(path),
+                    [self, action = *action, segs = std::move(segs), method,
+                     params = std::move(params)](Verdict v) mutable {
+                      if (v != Verdict::kAllowed) {
+                        return self->respond_(self->auth_.refusal(v, action, self->who_, &self->id_));
+                      }
+                      self->act(std::move(segs), method, std::move(params));
+                    });
+  }
+
+ private:
+  // A call that passed its authz rule.
+  void act(std::vector<std::string> segs, const std::string& method, json params) {
     const std::string& collection = segs[0];
     const bool by_name = collection == "forceschedulers" || collection == "schedulers";
     if (segs.size() == 2 && (by_name || all_digits(segs[1]))) {
@@ -274,7 +321,6 @@ class Call {
                  });
   }
 
- private:
   void root() {
     json names = json::array();
     for (const char* name : {"builders", "builds", "buildrequests", "buildsets", "changes",
@@ -409,6 +455,8 @@ class Call {
   }
 
   Backend& backend_;
+  Auth& auth_;
+  Identity who_;
   Respond respond_;
   json id_;
 };
@@ -432,6 +480,23 @@ std::string url_decode(std::string_view text) {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> form_fields(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t amp = text.find('&', pos);
+    if (amp == std::string_view::npos) amp = text.size();
+    const std::string_view item = text.substr(pos, amp - pos);
+    if (!item.empty()) {
+      const size_t eq = item.find('=');
+      out.emplace_back(url_decode(item.substr(0, eq)),
+                       eq == std::string_view::npos ? std::string() : url_decode(item.substr(eq + 1)));
+    }
+    pos = amp + 1;
+  }
+  return out;
+}
+
 Response json_response(unsigned status, const json& body) {
   Response r;
   r.status = status;
@@ -443,13 +508,38 @@ Response error_response(unsigned status, std::string message) {
   return json_response(status, json{{"error", std::move(message)}});
 }
 
-void RestApi::handle(const Request& request, std::string_view api_path, Respond respond) {
+std::optional<Action> action_of(const std::vector<std::string>& segs, const std::string& method,
+                                const json& params) {
+  if (segs.empty()) return std::nullopt;
+  if (segs[0] == "forceschedulers" && method == "force") {
+    const json names = params.value("builderNames", json());
+    const bool one = params.contains("builderid") || (names.is_array() && names.size() == 1);
+    return one ? Action::kForceBuild : Action::kForceAllBuilds;
+  }
+  const std::string type = type_of(segs);
+  if (type == "builds" && method == "stop") return Action::kStopBuild;
+  if (type == "builds" && method == "rebuild") return Action::kForceBuild;
+  if (type == "buildrequests" && method == "cancel") return Action::kCancelPendingBuild;
+  if (type == "workers" && method == "ping") return Action::kPingWorker;
+  if (type == "workers" && (method == "graceful_shutdown" || method == "stop" || method == "kill" ||
+                            method == "pause" || method == "unpause")) {
+    return Action::kGracefulShutdown;
+  }
+  if (type == "changes" && method == "stop") return Action::kStopChange;
+  if (type == "builders" && method == "stop") return Action::kStopAllBuilds;
+  if (type == "masters" && (method == "stop" || method == "shutdown")) return Action::kCleanShutdown;
+  return std::nullopt;
+}
+
+void RestApi::handle(const Request& request, std::string_view api_path, const Identity& who,
+                     Respond respond) {
   auto segs = path_segments(api_path);
   if (request.method == "GET") {
-    return Call(backend_, std::move(respond)).get(std::move(segs), request.query);
+    return Call(backend_, auth_, who, std::move(respond)).get(std::move(segs), request.query);
   }
   if (request.method == "POST") {
-    return Call(backend_, std::move(respond)).post(std::move(segs), request.body);
+    return Call(backend_, auth_, who, std::move(respond))
+        .post(std::move(segs), request.body, request.header("content-type"));
   }
   Response r = error_response(405, "the REST API takes GET, and POST for JSON-RPC control calls");
   r.headers.emplace_back("Allow", "GET, POST");

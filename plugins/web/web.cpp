@@ -1,12 +1,15 @@
 // kiln-web: the `web` status target. An HTTP server on its own thread
 // (http_server.h) serves Buildbot's REST API (rest.h), live updates over
 // /ws (live.h) and a few plain pages (pages.h). It reaches the master only
-// through the ABI: a request becomes a host post to the loop, a data_get
-// or data_control there, and the answer is posted back to the HTTP thread,
-// so neither thread waits for the other. One subscription to every event
-// feeds the WebSocket clients.
+// through the ABI: a request becomes a host post to the loop, a data_get,
+// data_control, change_add or policy_call there, and the answer is posted back to the
+// HTTP thread, so neither thread waits for the other. One subscription to
+// every event feeds the WebSocket clients. Every request is first
+// identified (auth.h); change hooks (hooks.h) carry their own secrets.
 
+#include "auth.h"
 #include "backend.h"
+#include "hooks.h"
 #include "http_server.h"
 #include "pages.h"
 #include "rest.h"
@@ -17,11 +20,14 @@
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace kiln::web {
 namespace {
@@ -34,7 +40,15 @@ constexpr const char* kSchema = R"json({
   "additionalProperties": false,
   "properties": {
     "port": {"type": ["integer", "string"], "default": 8010,
-      "description": "Where to listen: a port number (on 127.0.0.1, this machine only), or \"HOST:PORT\" such as \"0.0.0.0:8010\" or \"[::]:8010\" (Buildbot's \"tcp:8010:interface=ADDR\" is read too). Port 0 picks a free port, named in the master's log."}
+      "description": "Where to listen: a port number (on 127.0.0.1, this machine only), or \"HOST:PORT\" such as \"0.0.0.0:8010\" or \"[::]:8010\" (Buildbot's \"tcp:8010:interface=ADDR\" is read too). Port 0 picks a free port, named in the master's log."},
+    "auth": {"type": "object",
+      "description": "Who can log in: users (a list of {username, password, groups}; the password plain or a crypt hash such as $6$... or $2y$...), htpasswd (a file of bcrypt or sha-crypt hashes, relative to the master's folder), kiln_users (true: the users of `kiln user`), groups ({group: [users]}), session_secret (signs session cookies; random per start when absent), session_lifetime (seconds, 604800)."},
+    "authz": {"type": "object",
+      "description": "Who may do what: force_build, force_all_builds, ping_worker, graceful_shutdown, stop_build, stop_all_builds, cancel_pending_build, stop_change, clean_shutdown, show_users_page, each never, always, authenticated, a list of users and group:NAME, or {policy: NAME} (an authz_check policy). Unlisted actions are always allowed without an auth section and need a login with one."},
+    "change_hook_dialects": {"type": "object",
+      "description": "Change hooks on /change_hook/DIALECT, each enabled by name: base (true), github ({secret} checks X-Hub-Signature-256), gitlab ({secret} checks X-Gitlab-Token), or a plugin's dialect ({policy: NAME}, a change_hook policy function); any of them may set a codebase."},
+    "change_hook_auth": {"type": "boolean", "default": false,
+      "description": "Buildbot's change_hook_auth: change hooks need the HTTP Basic credentials of a user of the auth section."}
   }
 })json";
 
@@ -113,6 +127,21 @@ class LoopBackend final : public Backend {
     });
   }
 
+  void add_change(json change, AnswerFn done) override {
+    on_loop(std::move(done), [change = std::move(change)](const sdk::Context& ctx,
+                                                          sdk::JsonCallback answered) {
+      return ctx.change_add(change, std::move(answered));
+    });
+  }
+
+  void policy(std::string name, json args, AnswerFn done) override {
+    on_loop(std::move(done), [name = std::move(name), args = std::move(args)](
+                                 const sdk::Context& ctx, sdk::JsonCallback answered) {
+      answered(ctx.call_policy(name, args));
+      return sdk::Status();
+    });
+  }
+
   void control(std::string path, std::string action, json args, AnswerFn done) override {
     on_loop(std::move(done), [path = std::move(path), action = std::move(action),
                               args = std::move(args)](const sdk::Context& ctx,
@@ -147,13 +176,45 @@ class WebStatus : public sdk::Reporter {
 
   static sdk::Status validate(const json& config) {
     auto listen = parse_listen(config.value("port", json(8010)));
-    return listen ? sdk::Status() : listen.status();
+    if (!listen) return listen.status();
+    auto auth = parse_auth_settings(config, {});
+    if (!auth) return auth.status();
+    if (config.value("change_hook_auth", false) && !auth->any_source()) {
+      return sdk::invalid_config("change_hook_auth needs an auth section (users, htpasswd or kiln_users)");
+    }
+    if (auto hooks = parse_hook_dialects(config); !hooks) return hooks.status();
+    return {};
   }
 
   sdk::Status start() override {
     stop();
     auto listen = parse_listen(config().value("port", json(8010)));
     if (!listen) return listen.status();
+    auto info = context().info();
+    auto settings = parse_auth_settings(
+        config(), info.ok() ? std::filesystem::path(info->value("master_dir", "")) : std::filesystem::path());
+    if (!settings) return settings.status();
+    auto hooks = parse_hook_dialects(config());
+    if (!hooks) return hooks.status();
+    hooks_ = std::move(*hooks);
+    hooks_need_login_ = config().value("change_hook_auth", false);
+    // A policy named but not configured is a configuration error now, not
+    // a refusal on the first request.
+    std::vector<std::pair<std::string, std::string>> policies;  // (where, name)
+    for (size_t i = 0; i < kActionCount; ++i) {
+      if (settings->rules[i].kind == Rule::Kind::kPolicy) {
+        policies.emplace_back(std::string("authz.") + action_key(static_cast<Action>(i)),
+                              settings->rules[i].policy);
+      }
+    }
+    for (const auto& [dialect, options] : hooks_) {
+      if (!options.policy.empty()) policies.emplace_back("change_hook_dialects." + dialect, options.policy);
+    }
+    for (const auto& [where, name] : policies) {
+      if (context().call_policy(name, json::object()).status().code() == KILN_ERR_NOT_FOUND) {
+        return sdk::invalid_config(where + ": no policy named '" + name + "' (see policies:)");
+      }
+    }
     const sdk::Context ctx = context();
     server_ = HttpServer::make(
         ServerOptions{listen->host, listen->port},
@@ -161,7 +222,12 @@ class WebStatus : public sdk::Reporter {
         // Host logging is safe from any thread.
         [ctx](kiln_log_level level, std::string message) { ctx.log(level, message); });
     backend_ = std::make_unique<LoopBackend>(context(), server_->poster());
-    rest_ = std::make_unique<RestApi>(*backend_);
+    auth_ = std::make_unique<Auth>(std::move(*settings), *backend_);
+    if (auto loaded = auth_->load(); !loaded) {
+      stop();
+      return loaded;
+    }
+    rest_ = std::make_unique<RestApi>(*backend_, *auth_);
     if (auto error = server_->start(); !error.empty()) {
       server_.reset();
       return sdk::Status(KILN_ERR_RETRY, error);
@@ -176,6 +242,10 @@ class WebStatus : public sdk::Reporter {
     subscription_ = *sub;
     context().info("serving http://" + listen->host + ":" + std::to_string(server_->port()) +
                    "/ (REST API under /api/v2, live updates on /ws)");
+    if (!auth_->enabled() && listen->host != "127.0.0.1" && listen->host != "::1") {
+      context().warn("no auth section: anyone reaching " + listen->host +
+                     " may force and stop builds (see authz)");
+    }
     return {};
   }
 
@@ -188,23 +258,110 @@ class WebStatus : public sdk::Reporter {
     if (server_) server_->stop();
     server_.reset();
     rest_.reset();
+    auth_.reset();
     backend_.reset();
   }
 
  private:
   // On the HTTP thread.
   void route(Request request, Respond respond) {
+    if (has_dot_segment(request.path)) {
+      return respond(error_response(404, "no such path: '.' and '..' segments are refused"));
+    }
+    const bool hook = request.path == "/change_hook" || request.path.starts_with("/change_hook/");
+    if (hook && !hooks_need_login_) return serve_hook(std::move(request), std::move(respond));
+    auth_->identify(request, [this, hook, request, respond = std::move(respond)](
+                                 Identity who, std::string problem) mutable {
+      if (!problem.empty() || (hook && !who.by_basic)) {
+        Response r = error_response(
+            401, problem.empty() ? "change hooks need HTTP Basic credentials (change_hook_auth)" : problem);
+        r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"kiln\", charset=\"UTF-8\"");
+        return respond(std::move(r));
+      }
+      if (hook) return serve_hook(std::move(request), std::move(respond));
+      // The cookie comes with any request the browser sends, a forged
+      // cross-site one too; the token only with the pages' own.
+      if (request.method == "POST" && who.by_session && request.path != "/auth/login" &&
+          !constant_time_equal(request.header("x-csrf-token"), auth_->csrf_token(who.session))) {
+        return respond(error_response(
+            403, "a POST with a session cookie needs the X-CSRF-Token header (from /auth/me)"));
+      }
+      dispatch(request, who, std::move(respond));
+    });
+  }
+
+  void serve_hook(Request request, Respond respond) {
+    const std::string dialect = request.path.size() > 13 ? request.path.substr(13) : "base";
+    auto it = hooks_.find(dialect);
+    if (it == hooks_.end() || it->second.policy.empty() || request.method != "POST") {
+      return change_hook(parse_change_hook(hooks_, dialect, request), std::move(respond));
+    }
+    // A plugin's dialect: its change_hook policy reads the request.
+    backend_->policy(it->second.policy, policy_hook_args(dialect, request),
+                     [this, dialect, request, respond = std::move(respond)](Answer a) mutable {
+                       change_hook(policy_hook_outcome(hooks_, dialect, request, a.status, a.value,
+                                                       a.error),
+                                   std::move(respond));
+                     });
+  }
+
+  void dispatch(const Request& request, const Identity& who, Respond respond) {
     constexpr std::string_view kApi = "/api/v2";
     const std::string_view path = request.path;
     if (path == kApi || (path.starts_with(kApi) && path[kApi.size()] == '/')) {
       const std::string rest_path(path.substr(kApi.size()));
-      return rest_->handle(request, rest_path, std::move(respond));
+      return rest_->handle(request, rest_path, who, std::move(respond));
     }
+    if (path.starts_with("/auth/")) return auth_->handle(request, who, std::move(respond));
     respond(page(request));
+  }
+
+  // Adds the changes one after the other, so their ids keep their order.
+  void change_hook(HookOutcome outcome, Respond respond) {
+    if (outcome.status != 200) return respond(error_response(outcome.status, outcome.error));
+    struct Adding {
+      std::vector<json> changes;
+      json ids = json::array();
+      Respond respond;
+    };
+    auto adding = std::make_shared<Adding>(Adding{std::move(outcome.changes), json::array(), std::move(respond)});
+    auto next = std::make_shared<std::function<void()>>();
+    *next = [this, adding, weak_next = std::weak_ptr(next)] {
+      if (adding->ids.size() == adding->changes.size()) {
+        return adding->respond(json_response(200, json{{"changeids", adding->ids}}));
+      }
+      auto again = weak_next.lock();
+      backend_->add_change(adding->changes[adding->ids.size()], [adding, again](Answer a) {
+        if (!a.ok()) {
+          return adding->respond(error_response(a.status == KILN_ERR_INVALID_ARGUMENT ? 400 : 500,
+                                                "change " + std::to_string(adding->ids.size() + 1) +
+                                                    ": " + a.error));
+        }
+        adding->ids.push_back(a.value.value("changeid", json()));
+        (*again)();
+      });
+    };
+    (*next)();
+  }
+
+  static bool has_dot_segment(std::string_view path) {
+    const std::string decoded = url_decode(path);
+    size_t pos = 0;
+    while (pos <= decoded.size()) {
+      size_t slash = decoded.find_first_of("/\\", pos);
+      if (slash == std::string::npos) slash = decoded.size();
+      const std::string_view segment = std::string_view(decoded).substr(pos, slash - pos);
+      if (segment == ".." || segment == ".") return true;
+      pos = slash + 1;
+    }
+    return false;
   }
 
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<LoopBackend> backend_;
+  std::unique_ptr<Auth> auth_;
+  HookDialects hooks_;
+  bool hooks_need_login_ = false;
   std::unique_ptr<RestApi> rest_;
   std::optional<uint64_t> subscription_;
 };

@@ -72,6 +72,7 @@ class SchedulerMaster {
   }
 
   engine::Engine& engine() { return *engine_; }
+  store::Store& store() { return *store_; }
   const std::vector<int64_t>& new_buildsets() const { return new_buildsets_; }
   const std::vector<json>& finished_builds() const { return finished_builds_; }
 

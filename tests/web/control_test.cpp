@@ -105,7 +105,7 @@ TEST_CASE("malformed JSON-RPC calls get Buildbot's error codes and change nothin
   require_rpc_error(post(R"({"method": "stop", "id": 1})"), 400, -32600, "jsonrpc");
   require_rpc_error(post(R"({"jsonrpc": "2.0", "method": 3, "id": 1})"), 400, -32600, "method");
   require_rpc_error(post(R"({"jsonrpc": "2.0", "method": "stop", "params": [1], "id": 1})"), 400, -32602, "params");
-  require_rpc_error(web.rpc("/api/v2/builds/1", "explode"), 404, -32600, "explode");
+  require_rpc_error(web.rpc("/api/v2/builds/1", "explode"), 501, -32601, "explode");
   require_rpc_error(web.rpc("/api/v2/builders/unit/builds/7", "stop"), 404, -32600, "7");
   REQUIRE(web.get("/api/v2/builds").json()["builds"].empty());
 }

@@ -246,3 +246,42 @@ TEST_CASE("the pages are plain HTML that read the REST API") {
   REQUIRE_THAT(web.get("/builds/3").body, Catch::Contains("data-kind=\"build\" data-key=\"3\""));
   REQUIRE(web.get("/builds/x").status == 404);
 }
+
+TEST_CASE("oversized bodies get 413 and oversized headers 431 before anything is read further") {
+  WebMaster web;
+  // A Content-Length over 1 MiB is refused from the header alone.
+  HttpReply body = web.off_loop([&] {
+    return HttpConnection(web.port()).raw(
+        "POST /api/v2/builds/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2000000\r\n\r\n");
+  });
+  require_error(body, 413, "1048576");
+  HttpReply header = web.off_loop([&] {
+    return HttpConnection(web.port()).raw("GET /api/v2/builders HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " +
+                                          std::string(20000, 'x') + "\r\n\r\n");
+  });
+  require_error(header, 431, "16384");
+  HttpReply garbage = web.off_loop([&] { return HttpConnection(web.port()).raw("NOT HTTP AT ALL\r\n\r\n"); });
+  REQUIRE(garbage.status == 400);
+  REQUIRE(web.get("/api/v2/builds").json()["builds"].empty());
+}
+
+TEST_CASE("paths with dot segments answer 404 however they are spelled") {
+  WebMaster web;
+  for (const char* target : {"/../etc/passwd", "/builders/../../etc/passwd", "/builders/..%2F..%2Fetc%2Fpasswd",
+                             "/api/v2/../../etc/passwd", "/builders/%2e%2e", "/./builders", "/builders/..%5C..%5Cwin.ini"}) {
+    INFO(target);
+    HttpReply reply = web.get(target);
+    REQUIRE(reply.status == 404);
+    REQUIRE(reply.body.find("root:") == std::string::npos);
+  }
+}
+
+TEST_CASE("malformed query parameters answer 400 naming the parameter and its problem") {
+  WebMaster web;
+  require_error(web.get("/api/v2/builds?offset=-3"), 400, "offset");
+  require_error(web.get("/api/v2/builds?limit="), 400, "limit");
+  require_error(web.get("/api/v2/builds?complete=maybe"), 400, "complete");
+  require_error(web.get("/api/v2/builds?number__gt=x"), 400, "number");
+  require_error(web.get("/api/v2/logs/1/contents?offset=x"), 400, "offset");
+}

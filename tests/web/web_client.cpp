@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -58,6 +59,16 @@ HttpReply HttpConnection::request(const std::string& method, const std::string& 
   req.prepare_payload();
   state_->stream.expires_after(std::chrono::seconds(20));
   http::write(state_->stream, req);
+  return read_reply();
+}
+
+HttpReply HttpConnection::raw(const std::string& bytes) {
+  state_->stream.expires_after(std::chrono::seconds(20));
+  boost::asio::write(state_->stream, boost::asio::buffer(bytes));
+  return read_reply();
+}
+
+HttpReply HttpConnection::read_reply() {
   http::response_parser<http::string_body> parser;
   parser.body_limit(512 * 1024 * 1024);
   http::read(state_->stream, state_->buffer, parser);

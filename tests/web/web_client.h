@@ -35,10 +35,15 @@ class HttpConnection {
                     const std::string& body = {},
                     const std::map<std::string, std::string>& headers = {});
   HttpReply get(const std::string& target) { return request("GET", target); }
+  // Sends `bytes` as they are (a request the client would not write, such
+  // as a Content-Length with no body) and reads one answer.
+  HttpReply raw(const std::string& bytes);
   // Whether the server kept the connection open after the last answer.
   bool open() const;
 
  private:
+  HttpReply read_reply();
+
   struct State;
   std::unique_ptr<State> state_;
 };

@@ -10,6 +10,9 @@
 #include <catch2/catch.hpp>
 
 #include <future>
+#include <filesystem>
+#include <map>
+#include <vector>
 #include <string>
 #include <utility>
 
@@ -18,7 +21,17 @@ namespace kiln::testing {
 // Builders on local workers, all forced by `force`: `unit` writes stdout
 // and stderr lines, `lint` fails, `slow` runs until it is stopped on a
 // worker that takes one build at a time (so a second request waits).
-inline std::string web_master_yaml(uint16_t port) {
+// `web_options` are more keys of the web reporter, as YAML lines at
+// column 0 ("auth:\n  users: ...").
+inline std::string web_master_yaml(uint16_t port, const std::string& web_options = "") {
+  std::string options;
+  size_t start = 0;
+  while (start < web_options.size()) {
+    size_t end = web_options.find('\n', start);
+    if (end == std::string::npos) end = web_options.size();
+    options += "    " + web_options.substr(start, end - start) + "\n";
+    start = end + 1;
+  }
   return R"yaml(
 workers:
   - {name: w1, type: local, max_builds: 2}
@@ -41,12 +54,20 @@ builders:
 schedulers:
   - {name: force, type: force, builders: [unit, lint, slow]}
 reporters:
-  - {type: web, port: )yaml" + std::to_string(port) + "}\n";
+  - type: web
+    port: )yaml" + std::to_string(port) + "\n" + options;
 }
 
 class WebMaster {
  public:
-  explicit WebMaster(uint16_t port = free_port()) : port_(port), master_(web_master_yaml(port)) {
+  explicit WebMaster(uint16_t port = free_port()) : WebMaster("", port) {}
+  // `more_yaml`: top-level keys added to the master's config (policies:
+  // ...); `plugin_dirs`: test plugins loaded besides the built ones.
+  explicit WebMaster(const std::string& web_options, uint16_t port = free_port(),
+                     const std::string& more_yaml = "",
+                     std::vector<std::filesystem::path> plugin_dirs = {})
+      : port_(port),
+        master_(web_master_yaml(port, web_options) + more_yaml, kJan31_2330, std::move(plugin_dirs)) {
     master_.start();
   }
 
@@ -68,14 +89,21 @@ class WebMaster {
     return off_loop([this, target] { return HttpConnection(port_).get(target); });
   }
 
+  HttpReply request(const std::string& method, const std::string& target, const std::string& body,
+                    const std::map<std::string, std::string>& headers) {
+    return off_loop([this, method, target, body, headers] {
+      return HttpConnection(port_).request(method, target, body, headers);
+    });
+  }
+
+  // A JSON-RPC call; `headers` carry credentials ("Authorization", "Cookie").
   HttpReply rpc(const std::string& target, const std::string& method,
-                const nlohmann::json& params = nlohmann::json::object()) {
+                const nlohmann::json& params = nlohmann::json::object(),
+                const std::map<std::string, std::string>& headers = {}) {
     const std::string body =
         nlohmann::json{{"jsonrpc", "2.0"}, {"method", method}, {"params", params}, {"id", 1}}
             .dump();
-    return off_loop([this, target, body] {
-      return HttpConnection(port_).request("POST", target, body);
-    });
+    return request("POST", target, body, headers);
   }
 
   // Forces a build of `builder` over JSON-RPC and waits until it finished;
