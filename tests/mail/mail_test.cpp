@@ -360,6 +360,29 @@ TEST_CASE("mail configuration errors name the key and what is wrong") {
   }
 }
 
+TEST_CASE("a body template given as template through a file reference is checked by checkconfig and used for the mail") {
+  TempDir files("kiln-mail-tpl");
+  kiln::testing::write_file(files / "bad.txt", "Build {{number}}\n{{#changes}}\n  {{autor}}\n{{/changes}}\n");
+  const std::string errors = config_errors("  - {type: mail, fromaddr: ci@example.org, template: \"${file:" +
+                                           (files / "bad.txt").string() + "}\"}\n");
+  INFO(errors);
+  CHECK(contains(errors, "master.yaml:"));
+  CHECK(contains(errors, "template: line 3, column 3: unknown field 'autor'; did you mean 'author'?"));
+  CHECK(contains(config_errors("  - {type: mail, fromaddr: ci@example.org, template: x, template_file: y}\n"),
+                 "give template or template_file, not both"));
+
+  // ${file:} drops one trailing newline; the template keeps the other.
+  kiln::testing::write_file(files / "good.txt", "{{builder}} #{{number}}: {{result}}\n\n");
+  const uint16_t port = free_port();
+  SmtpSink sink(port);
+  SchedulerMaster m(master_yaml(mail_reporter("mail", port, "send_to_interested_users: false, extra_recipients: [x@example.org], "
+                                                            "template: \"${file:" + (files / "good.txt").string() + "}\"")));
+  m.start();
+  run_build_with_rc(m, "unit", 1);
+  REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
+  CHECK(sink.messages()[0]["body"] == "unit #1: failure\n");
+}
+
 TEST_CASE("a template file with an unknown field stops the master from starting, naming the file, line and column") {
   TempDir files("kiln-mail-tpl");
   kiln::testing::write_file(files / "body.txt", "Build {{number}}\n{{#changes}}\n  {{autor}}\n{{/changes}}\n");
