@@ -10,6 +10,7 @@
 #include "http_post.h"
 
 #include <kiln/sdk/components.hpp>
+#include <kiln/sdk/notifier.hpp>
 #include <kiln/sdk/plugin.hpp>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -50,6 +52,10 @@ constexpr const char* kSchema = R"json({"type": "object", "additionalProperties"
       "default": ["builds/+/new", "builds/+/finished", "steps/+/started", "steps/+/finished", "changes/+/new",
                   "buildsets/+/new", "buildsets/+/complete"],
       "description": "Event bus patterns to push (collection/+/event; + matches one part, # the rest)"},
+    "builders": {"type": "array", "items": {"type": "string"}, "default": [],
+      "description": "Only events of these builders' builds (their builds, steps, logs and build requests); events of no builder (changes, buildsets, workers) always go. Use builders or tags, not both"},
+    "tags": {"type": "array", "items": {"type": "string"}, "default": [],
+      "description": "Only events of builds of builders with one of these tags"},
     "tls_verify": {"type": "boolean", "default": true, "description": "Check an https server's certificate and name"},
     "tls_ca_file": {"type": ["string", "null"], "default": null,
       "description": "PEM file of the certificates to trust instead of the system's (relative to the master folder)"}
@@ -162,10 +168,15 @@ class PushReporter : public sdk::Reporter {
     retry_ms_ = static_cast<uint64_t>(c.value("retry_delay", 5.0) * 1000);
     max_queue_ = c.value("max_queue", size_t{10000});
     chunk_size_ = c.value("chunk_size", size_t{200});
+    filter_ = sdk::NotifierOptions::from_config(c);
+    filtered_ = !filter_.builders.empty() || !filter_.tags.empty();
   }
   ~PushReporter() override { stop(); }
 
   static sdk::Status validate(const json& c) {
+    if (!c.value("builders", json::array()).empty() && !c.value("tags", json::array()).empty()) {
+      return {KILN_ERR_INVALID_CONFIG, "give builders or tags, not both"};
+    }
     std::string error;
     Url::parse(c.at("server_url").get<std::string>(), error);
     if (!error.empty()) return {KILN_ERR_INVALID_CONFIG, "server_url: " + error};
@@ -208,11 +219,24 @@ class PushReporter : public sdk::Reporter {
         return {KILN_ERR_INVALID_CONFIG, "events: cannot subscribe to '" + pattern.get<std::string>() + "': " + sub.status().message()};
       }
     }
+    if (filtered_) {
+      for (const char* pattern : {"builds/+/new", "builds/+/finished", "steps/+/new", "steps/+/finished",
+                                  "logs/+/new", "logs/+/finished"}) {
+        auto sub = context().subscribe(pattern, [this](std::string_view key, const json& event) {
+          track(std::string(key), event);
+        });
+        if (!sub.ok()) return sub.status();
+      }
+    }
     // Builder names for the packets of builds (receivers want names, and a
     // lookup per event would reorder them).
     context().data_get("builders", nullptr, [this](sdk::Result<json> builders) {
       if (!builders.ok()) return;
-      for (const auto& b : *builders) builder_names_[b.value("builderid", int64_t{0})] = b.value("name", "");
+      for (const auto& b : *builders) {
+        const int64_t id = b.value("builderid", int64_t{0});
+        builder_names_[id] = b.value("name", "");
+        if (filter_.selects(b.value("name", ""), b.value("tags", json::array()))) selected_builders_.insert(id);
+      }
     });
     // What an earlier run left unsent goes first.
     context().state_get("queue", [this](sdk::Result<json> saved) {
@@ -246,7 +270,54 @@ class PushReporter : public sdk::Reporter {
   }
 
  private:
+  static std::optional<int64_t> id_in(const json& event, const char* name) {
+    auto it = event.find(name);
+    return it != event.end() && it->is_number_integer() ? std::optional<int64_t>(it->get<int64_t>()) : std::nullopt;
+  }
+
+  // The builder an event is of: its own builderid, or its build's, step's
+  // or log's (known from their `new` events, which come first).
+  std::optional<int64_t> builder_of(const std::string& key, const json& event) const {
+    if (auto id = id_in(event, "builderid")) return id;
+    auto known = [](const std::map<int64_t, int64_t>& map, std::optional<int64_t> id) {
+      auto it = id ? map.find(*id) : map.end();
+      return it == map.end() ? std::optional<int64_t>() : std::optional<int64_t>(it->second);
+    };
+    if (auto b = known(builder_of_build_, id_in(event, "buildid"))) return b;
+    if (auto b = known(builder_of_step_, id_in(event, "stepid"))) return b;
+    if (key.rfind("logs/", 0) == 0) return known(builder_of_log_, id_in(event, "logid"));
+    return std::nullopt;
+  }
+
+  // With a builders or tags filter, the builds, steps and logs are followed
+  // from their `new` to their `finished` events, whatever `events` says.
+  // An entry goes once every subscriber has seen its `finished` event.
+  void track(const std::string& key, const json& event) {
+    const std::string collection = key.substr(0, key.find('/'));
+    const char* own = collection == "builds" ? "buildid" : collection == "steps" ? "stepid" : "logid";
+    auto& map = collection == "builds" ? builder_of_build_ : collection == "steps" ? builder_of_step_ : builder_of_log_;
+    const std::optional<int64_t> id = id_in(event, own);
+    if (!id) return;
+    if (key.size() > 4 && key.compare(key.size() - 4, 4, "/new") == 0) {
+      if (auto builder = builder_of(key, event)) map[*id] = *builder;
+    } else {
+      std::weak_ptr<bool> alive = alive_;
+      context().post([this, alive, &map, id] {
+        if (alive.lock()) map.erase(*id);
+      });
+    }
+  }
+
+  // Whether the builders or tags filter leaves this event out. Events of
+  // no one builder (changes, buildsets, workers) always go.
+  bool filtered_out(const std::string& key, const json& event) const {
+    if (!filtered_) return false;
+    const std::optional<int64_t> builder = builder_of(key, event);
+    return builder && selected_builders_.count(*builder) == 0;
+  }
+
   void on_event(const std::string& key, const json& event) {
+    if (filtered_out(key, event)) return;
     json payload = event;
     if (key.rfind("builds/", 0) == 0 && payload.contains("builderid")) {
       auto it = builder_names_.find(payload["builderid"].get<int64_t>());
@@ -344,6 +415,10 @@ class PushReporter : public sdk::Reporter {
   int failures_ = 0;
   bool dirty_ = false, restored_ = false, sending_ = false, waiting_ = false;
   std::map<int64_t, std::string> builder_names_;
+  sdk::NotifierOptions filter_;
+  bool filtered_ = false;
+  std::set<int64_t> selected_builders_;
+  std::map<int64_t, int64_t> builder_of_build_, builder_of_step_, builder_of_log_;
   std::unique_ptr<Sender> sender_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

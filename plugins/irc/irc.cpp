@@ -184,6 +184,12 @@ sdk::Status IrcBot::start() {
     Contact& c = contact(name);
     c.events.insert(default_events_.begin(), default_events_.end());
   }
+  context().state_get("irc", [this, alive = std::weak_ptr<bool>(alive_)](sdk::Result<json> saved) {
+    if (!alive.lock()) return;
+    if (saved.ok()) restore_state(*saved);
+    state_restored_ = true;
+    if (state_dirty_) save_state();
+  });
   auto started = context().subscribe("builds/+/new", [this](std::string_view, const json& e) { on_build_started(e); });
   if (!started.ok()) return started.status();
   auto finished = context().subscribe("builds/+/finished", [this](std::string_view, const json& e) {
@@ -234,6 +240,55 @@ Contact& IrcBot::contact(const std::string& name) {
     it = contacts_.emplace(key, std::move(c)).first;
   }
   return it->second;
+}
+
+void IrcBot::restore_state(const json& saved) {
+  if (!saved.is_object()) return;
+  size_t contacts = 0;
+  const json contacts_saved = saved.value("contacts", json::object());
+  for (const auto& [key, entry] : contacts_saved.items()) {
+    if (!entry.is_object() || !entry.value("name", json()).is_string()) continue;
+    Contact& c = contact(entry["name"].get<std::string>());
+    if (c.events_chosen) continue;  // changed again since this start
+    c.events.clear();
+    for (const auto& e : entry.value("events", json::array())) {
+      if (e.is_string() && is_notify_event(e.get<std::string>())) c.events.insert(e.get<std::string>());
+    }
+    c.events_chosen = true;
+    ++contacts;
+  }
+  size_t channels = 0;
+  const json joined_saved = saved.value("joined", json::object());
+  for (const auto& [key, entry] : joined_saved.items()) {
+    const std::string name = entry.value("name", "");
+    if (!is_channel_name(name) || channels_.count(irc_lower(name))) continue;
+    const std::string channel_key = entry.value("key", "");
+    channels_[irc_lower(name)] = channel_key;
+    joined_by_command_[irc_lower(name)] = {name, channel_key};
+    contact(name);
+    if (connection_ && connected_) connection_->send("JOIN " + name + (channel_key.empty() ? "" : " " + channel_key));
+    ++channels;
+  }
+  if (contacts + channels > 0) {
+    context().info("restored the notify events of " + std::to_string(contacts) + (contacts == 1 ? " contact" : " contacts") +
+                   " and " + std::to_string(channels) + (channels == 1 ? " channel" : " channels") +
+                   " joined by command from the previous run");
+  }
+}
+
+void IrcBot::save_state() {
+  if (!state_restored_) {
+    state_dirty_ = true;  // saved once what the previous run left is in
+    return;
+  }
+  state_dirty_ = false;
+  json contacts = json::object();
+  for (const auto& [key, c] : contacts_) {
+    if (c.events_chosen) contacts[key] = {{"name", c.name}, {"events", std::vector<std::string>(c.events.begin(), c.events.end())}};
+  }
+  json joined = json::object();
+  for (const auto& [key, entry] : joined_by_command_) joined[key] = {{"name", entry.first}, {"key", entry.second}};
+  context().state_put("irc", {{"contacts", std::move(contacts)}, {"joined", std::move(joined)}});
 }
 
 void IrcBot::on_registered(const std::string& nick) {

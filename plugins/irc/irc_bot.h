@@ -38,6 +38,7 @@ struct Contact {
   std::string name;  // "#chan" or a nick
   bool channel = false;
   std::set<std::string> events;
+  bool events_chosen = false;  // set by `notify on|off`, kept in the plugin's state
 };
 
 class IrcBot : public sdk::Reporter {
@@ -59,6 +60,11 @@ class IrcBot : public sdk::Reporter {
   void say(const Contact& to, const std::string& text);
   void say(const std::string& contact, const std::string& text);
   Contact& contact(const std::string& name);
+
+  // The plugin's state: the events contacts chose with `notify` and the
+  // channels joined with `join`, so a restart keeps both (irc.cpp).
+  void restore_state(const json& saved);
+  void save_state();
 
   // Commands (irc_commands.cpp). `to` is the contact the reply goes to,
   // `who` the nick that asked.
@@ -113,6 +119,9 @@ class IrcBot : public sdk::Reporter {
   std::string nick_;
   bool connected_ = false;
   std::map<std::string, std::string> channels_;  // joined or to join (lower-case name -> key)
+  std::map<std::string, std::pair<std::string, std::string>> joined_by_command_;  // lower-case -> name, key
+  bool state_restored_ = false;
+  bool state_dirty_ = false;
   std::map<std::string, Contact> contacts_;      // lower-case name -> contact
   std::map<int64_t, std::set<std::string>> watchers_;  // buildid -> contacts
   std::map<int64_t, std::set<std::string>> forced_;    // bsid -> contacts that forced it

@@ -241,8 +241,14 @@ void IrcBot::command_join(const std::string& to, const std::vector<std::string>&
   if (args.empty()) return say(to, usage("join"));
   if (!is_channel_name(args[0])) return say(to, "'" + args[0] + "' is not a channel name (try #" + args[0] + ")");
   const std::string key = args.size() > 1 ? args[1] : "";
+  const bool configured = std::any_of(configured_channels_.begin(), configured_channels_.end(),
+                                     [&](const auto& c) { return irc_equal(c.first, args[0]); });
   channels_[irc_lower(args[0])] = key;
   contact(args[0]);
+  if (!configured) {
+    joined_by_command_[irc_lower(args[0])] = {args[0], key};
+    save_state();
+  }
   if (connection_) connection_->send("JOIN " + args[0] + (key.empty() ? "" : " " + key));
   say(to, "Joining " + args[0]);
 }
@@ -250,6 +256,7 @@ void IrcBot::command_join(const std::string& to, const std::vector<std::string>&
 void IrcBot::command_leave(const std::string& to, const std::vector<std::string>& args) {
   if (args.empty()) return say(to, usage("leave"));
   if (!channels_.erase(irc_lower(args[0]))) return say(to, "I am not in " + args[0]);
+  if (joined_by_command_.erase(irc_lower(args[0]))) save_state();
   say(to, "Leaving " + args[0]);
   if (connection_) connection_->send("PART " + args[0] + " :asked to leave");
 }
@@ -279,6 +286,8 @@ void IrcBot::command_notify(const std::string& to, const std::vector<std::string
       c.events.erase(args[i]);
     }
   }
+  c.events_chosen = true;
+  save_state();
   list();
 }
 

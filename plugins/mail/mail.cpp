@@ -37,6 +37,8 @@ constexpr const char* kSchema =
       "description": "Its port (587 for submission with use_tls)"},
     "use_tls": {"type": "boolean", "default": false,
       "description": "Require STARTTLS before anything else is said (Buildbot's useTls)"},
+    "use_smtps": {"type": "boolean", "default": false,
+      "description": "SMTPS: TLS from the first byte, as on port 465 (Buildbot's useSmtps); not with use_tls"},
     "tls_verify": {"type": "boolean", "default": true,
       "description": "Check the server's certificate and name"},
     "tls_ca_file": {"type": ["string", "null"], "default": null,
@@ -105,6 +107,10 @@ class MailNotifier : public sdk::Notifier {
                                              extra[i].get<std::string>() + "' is not an email address"};
       }
     }
+    if (c.value("use_tls", false) && c.value("use_smtps", false)) {
+      return {KILN_ERR_INVALID_CONFIG,
+              "give use_tls (STARTTLS on a plain connection) or use_smtps (TLS from the start), not both"};
+    }
     const bool has_user = c.value("smtp_user", json()).is_string();
     const bool has_password = c.value("smtp_password", json()).is_string();
     if (has_user != has_password) {
@@ -151,6 +157,7 @@ class MailNotifier : public sdk::Notifier {
     smtp.host = c.value("relayhost", "localhost");
     smtp.port = static_cast<uint16_t>(c.value("smtp_port", 25));
     smtp.starttls = c.value("use_tls", false);
+    smtp.implicit_tls = c.value("use_smtps", false);
     smtp.tls_verify = c.value("tls_verify", true);
     if (c.value("tls_ca_file", json()).is_string()) {
       smtp.tls_ca_file = c["tls_ca_file"].get<std::string>();

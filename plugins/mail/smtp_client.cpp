@@ -253,6 +253,11 @@ struct SmtpClient::Impl {
 
   void start_tls() {
     command("STARTTLS", 2, "STARTTLS");
+    handshake();
+  }
+
+  // TLS over the connected socket: after STARTTLS, or at once for SMTPS.
+  void handshake() {
     tls_context = std::make_unique<ssl::context>(ssl::context::tls_client);
     tls_context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                              ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
@@ -306,6 +311,7 @@ struct SmtpClient::Impl {
     SendOutcome out;
     try {
       connect();
+      if (s.implicit_tls) handshake();
       expect(reply("the greeting"), 2, "the connection (greeting)");
       auto capabilities = ehlo();
       if (s.starttls) {

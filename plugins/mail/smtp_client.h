@@ -1,7 +1,8 @@
 #pragma once
 // The mail plugin's SMTP client: one blocking send() per message on the
 // plugin's delivery thread, over Boost.Asio with a time limit on every
-// exchange, STARTTLS (OpenSSL through asio::ssl) and AUTH PLAIN or LOGIN.
+// exchange, STARTTLS or SMTPS's implicit TLS (OpenSSL through asio::ssl)
+// and AUTH PLAIN or LOGIN.
 // abort() (any thread) makes a send in progress return at once.
 
 #include <atomic>
@@ -16,6 +17,7 @@ struct SmtpSettings {
   std::string host = "localhost";
   uint16_t port = 25;
   bool starttls = false;      // required: a server without STARTTLS is an error
+  bool implicit_tls = false;  // SMTPS: TLS from the first byte (port 465)
   bool tls_verify = true;     // the server's certificate and name
   std::string tls_ca_file;    // trust these certificates instead of the system's
   std::string user;           // AUTH when not empty

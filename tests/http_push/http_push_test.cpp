@@ -202,6 +202,44 @@ TEST_CASE("a queue over max_queue drops its oldest events and logs how many") {
   CHECK(packets[0]["id"] == 4);
 }
 
+TEST_CASE("with a builders or tags filter only the chosen builders' builds steps and logs are pushed") {
+  const std::string filter = GENERATE(std::string("builders: [unit]"), std::string("tags: [pushed]"));
+  const uint16_t port = kiln::testing::free_port();
+  PushReceiver receiver(port);
+  receiver.start();
+  const std::string yaml = R"yaml(
+master: {title: Push Test}
+workers: [{name: local-1, type: local, max_builds: 1}]
+builders:
+  - {name: other, workers: [local-1], steps: [{type: shell, name: test, command: "echo other"}]}
+  - {name: unit, workers: [local-1], tags: [pushed], steps: [{type: shell, name: test, command: "echo unit"}]}
+reporters:
+  - )yaml" + push("status-push", port, filter + ", events: [\"builds/+/new\", \"builds/+/finished\", \"steps/+/finished\", \"logs/+/append\", \"logs/+/finished\", \"buildsets/+/new\"]") + "\n";
+  SchedulerMaster m(yaml);
+  m.start();
+  const json other = run_build_with_rc(m, "other", 0);
+  const json unit = run_build_with_rc(m, "unit", 0);
+  m.advance_s(1);
+  REQUIRE(m.run_until([&] { return !receiver.posts().empty(); }));
+  m.settle();
+  m.advance_s(1);
+  const json packets = all_packets(receiver);
+  INFO(packets.dump(1));
+  std::vector<std::string> names = names_of(packets);
+  // Both buildsets (of no one builder); unit's build, step and log only.
+  CHECK(std::count(names.begin(), names.end(), "buildsetSubmitted") == 2);
+  CHECK(std::count(names.begin(), names.end(), "buildStarted") == 1);
+  CHECK(std::count(names.begin(), names.end(), "buildFinished") == 1);
+  CHECK(std::count(names.begin(), names.end(), "stepFinished") == 1);
+  CHECK(std::count(names.begin(), names.end(), "logFinished") >= 1);
+  CHECK(std::count(names.begin(), names.end(), "logChunk") >= 1);
+  for (const auto& p : packets) {
+    if (p["payload"].contains("buildid")) CHECK(p["payload"]["buildid"] == unit["buildid"]);
+    if (p["payload"].contains("builder")) CHECK(p["payload"]["builder"] == "unit");
+  }
+  CHECK(other["buildid"] != unit["buildid"]);
+}
+
 TEST_CASE("push configuration errors name the key and what is wrong") {
   struct Case {
     std::string yaml, message;
@@ -214,6 +252,7 @@ TEST_CASE("push configuration errors name the key and what is wrong") {
       {"{type: status-push, server_url: \"http://example.org/\", events: [builds]}", "events[0]: 'builds' is not an event pattern"},
       {"{type: status-push, server_url: \"http://example.org/\", buffer_delay: 0}", "buffer_delay"},
       {"{type: status-push}", "server_url"},
+      {"{type: status-push, server_url: \"http://example.org/\", builders: [unit], tags: [fast]}", "give builders or tags, not both"},
   };
   for (const auto& c : cases) {
     const std::string errors = kiln::testing::config_errors(master_yaml(c.yaml));

@@ -209,6 +209,67 @@ TEST_CASE("notify events announce started and finished builds and the xToY trans
   CHECK(alice.said("kilnbot", "#ci", quiet).size() == 1);
 }
 
+TEST_CASE("notify settings and channels joined by command survive a restart of the master") {
+  IrcServer server;
+  IrcClient alice(server.port(), "alice");
+  alice.join("#ci");
+  alice.join("#extra");
+  kiln::plugin::test::LogCapture log;
+  SchedulerMaster m(master_yaml(bot(server.port(), R"(channels: ["#ci"], notify_events: [started])")));
+  m.start();
+  REQUIRE(m.run_until([&] { return joined(alice, "kilnbot", "#ci"); }));
+  CHECK(ask(m, alice, "#ci", "notify on finished", "notified") == "The following events are being notified: finished, started");
+  CHECK(ask(m, alice, "#ci", "notify off started", "notified") == "The following events are being notified: finished");
+  CHECK(ask(m, alice, "kilnbot", "notify on failure", "notified") == "The following events are being notified: failure");
+  CHECK(ask(m, alice, "#ci", "join #extra", "Joining") == "Joining #extra");
+  REQUIRE(m.run_until([&] { return joined(alice, "kilnbot", "#extra"); }));
+  CHECK(ask(m, alice, "#extra", "notify on started", "notified") == "The following events are being notified: started");
+  m.settle();
+
+  // The new connection may reach the server before the old one's QUIT
+  // does; the bot then registers as kilnbot_ (a taken nick). Whichever it
+  // got, it is the one that joins #ci after the restart.
+  auto rejoined_as = [&](size_t from) {
+    std::string nick;
+    const bool rejoined = m.run_until([&] {
+      auto join = alice.find([&](const Line& l) { return l.command == "JOIN" && l.text() == "#ci" && l.from.rfind("kilnbot", 0) == 0; }, from);
+      if (join) nick = join->from;
+      return join.has_value();
+    });
+    INFO(alice.transcript(from) << server.log());
+    REQUIRE(rejoined);
+    return nick;
+  };
+  const size_t before = alice.mark();
+  m.restart();
+  const std::string bot_nick = rejoined_as(before);
+  REQUIRE(m.run_until([&] { return joined(alice, bot_nick, "#extra", before); }));
+  INFO(log.text());
+  CHECK(contains(log.text(), "restored the notify events of 3 contacts and 1 channel joined by command from the previous run"));
+  CHECK(ask(m, alice, "#ci", "notify list", "notified", bot_nick) == "The following events are being notified: finished");
+  const size_t start = alice.mark();
+  run_build_with_rc(m, "unit", 1);
+  const std::string done = "build #1 of unit is complete: Failure [build failure]  Build details are at http://ci.example.org/#/builders/1/builds/1";
+  REQUIRE(m.run_until([&] {
+    return !alice.said(bot_nick, "#ci", start).empty() && !alice.said(bot_nick, "alice", start).empty() &&
+           !alice.said(bot_nick, "#extra", start).empty();
+  }));
+  m.settle();
+  INFO(alice.transcript(start));
+  CHECK(alice.said(bot_nick, "#ci", start) == std::vector<std::string>{done});  // not "started" any more
+  CHECK(alice.said(bot_nick, "alice", start) == std::vector<std::string>{done});
+  CHECK(alice.said(bot_nick, "#extra", start) == std::vector<std::string>{"build #1 of unit started"});
+
+  // Leaving a channel joined by command forgets it.
+  CHECK(ask(m, alice, "#ci", "leave #extra", "Leaving", bot_nick) == "Leaving #extra");
+  m.settle();
+  const size_t again = alice.mark();
+  m.restart();
+  const std::string third_nick = rejoined_as(again);
+  ask(m, alice, "#ci", "notify list", "notified", third_nick);
+  CHECK(!joined(alice, third_nick, "#extra", again));
+}
+
 TEST_CASE("the tags filter, use_revisions and notice_on_channel shape what the bot says") {
   IrcServer server;
   IrcClient alice(server.port(), "alice");

@@ -33,6 +33,7 @@ struct SinkOptions {
   fs::path cert, key;       // STARTTLS required when set
   std::string auth;         // "user:password": AUTH required
   bool only_login = false;  // offer AUTH LOGIN, not PLAIN
+  bool smtps = false;       // with cert: TLS from the first byte instead of STARTTLS
 };
 
 class SmtpSink {
@@ -52,6 +53,7 @@ class SmtpSink {
     if (!options_.cert.empty()) {
       args.insert(args.end(), {"--cert", options_.cert.string(), "--key", options_.key.string()});
     }
+    if (options_.smtps) args.push_back("--smtps");
     if (!options_.auth.empty()) args.insert(args.end(), {"--auth", options_.auth});
     if (options_.only_login) args.push_back("--only-login");
     process_.start(args, dir_.path() / "sink.out");

@@ -233,6 +233,42 @@ TEST_CASE("STARTTLS and AUTH PLAIN or LOGIN reach a server that requires them") 
   CHECK(msg["rcpt_tos"] == json::array({"t@example.org"}));
 }
 
+TEST_CASE("use_smtps speaks TLS from the first byte to an SMTPS server and authenticates over it") {
+  TempDir certs("kiln-mail-tls");
+  kiln::mail::test::make_certificate(certs.path());
+  const uint16_t port = free_port();
+  SinkOptions options{certs / "cert.pem", certs / "key.pem", "kiln:s3cret", false};
+  options.smtps = true;
+  SmtpSink sink(port, options);
+  SchedulerMaster m(master_yaml(
+      "  - {type: mail, fromaddr: ci@example.org, relayhost: localhost, smtp_port: " + std::to_string(port) +
+      ", use_smtps: true, tls_ca_file: " + (certs / "cert.pem").string() +
+      ", smtp_user: kiln, smtp_password: s3cret, send_to_interested_users: false, extra_recipients: [t@example.org]}\n"));
+  m.start();
+  run_build_with_rc(m, "unit", 0);
+  REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
+  const json msg = sink.messages()[0];
+  CHECK(msg["tls"] == true);
+  CHECK(msg["authenticated"] == true);
+  CHECK(msg["rcpt_tos"] == json::array({"t@example.org"}));
+}
+
+TEST_CASE("use_smtps against a plain SMTP server fails the TLS handshake and says so") {
+  const uint16_t port = free_port();
+  SmtpSink sink(port);
+  kiln::plugin::test::LogCapture log;
+  SchedulerMaster m(master_yaml(
+      "  - {type: mail, fromaddr: ci@example.org, relayhost: 127.0.0.1, smtp_port: " + std::to_string(port) +
+      ", use_smtps: true, tls_verify: false, timeout: 5, retry_attempts: 1, send_to_interested_users: false, "
+      "extra_recipients: [t@example.org]}\n"));
+  m.start();
+  run_build_with_rc(m, "unit", 0);
+  REQUIRE(m.run_until([&] { return contains(log.text(), "mail for build unit #1"); }));
+  INFO(log.text());
+  CHECK(contains(log.text(), "the TLS handshake"));
+  CHECK(sink.messages().empty());
+}
+
 TEST_CASE("a wrong password or an untrusted certificate is logged and not retried") {
   TempDir certs("kiln-mail-tls");
   kiln::mail::test::make_certificate(certs.path());
@@ -306,6 +342,7 @@ TEST_CASE("mail configuration errors name the key and what is wrong") {
       {base + "subject: \"{{#changes}}x\"}", "subject: line 1, column 1: section 'changes' is never closed"},
       {base + "builders: [unit], tags: [fast]}", "give builders or tags, not both"},
       {base + "smtp_user: u}", "smtp_user is set without smtp_password"},
+      {base + "use_tls: true, use_smtps: true}", "give use_tls (STARTTLS on a plain connection) or use_smtps (TLS from the start), not both"},
       {base + "extra_headers: {\"Bad Name\": x}}", "extra_headers: 'Bad Name' is not a header name"},
       {base + "extra_headers: {Subject: x}}", "extra_headers: 'Subject' is set by the mail reporter itself"},
       {base + "extra_recipients: [nobody]}", "extra_recipients[0]: 'nobody' is not an email address"},
@@ -321,6 +358,29 @@ TEST_CASE("mail configuration errors name the key and what is wrong") {
     CHECK(contains(errors, c.message));
     CHECK(!contains(errors, "mail: mail:"));
   }
+}
+
+TEST_CASE("a body template given as template through a file reference is checked by checkconfig and used for the mail") {
+  TempDir files("kiln-mail-tpl");
+  kiln::testing::write_file(files / "bad.txt", "Build {{number}}\n{{#changes}}\n  {{autor}}\n{{/changes}}\n");
+  const std::string errors = config_errors("  - {type: mail, fromaddr: ci@example.org, template: \"${file:" +
+                                           (files / "bad.txt").string() + "}\"}\n");
+  INFO(errors);
+  CHECK(contains(errors, "master.yaml:"));
+  CHECK(contains(errors, "template: line 3, column 3: unknown field 'autor'; did you mean 'author'?"));
+  CHECK(contains(config_errors("  - {type: mail, fromaddr: ci@example.org, template: x, template_file: y}\n"),
+                 "give template or template_file, not both"));
+
+  // ${file:} drops one trailing newline; the template keeps the other.
+  kiln::testing::write_file(files / "good.txt", "{{builder}} #{{number}}: {{result}}\n\n");
+  const uint16_t port = free_port();
+  SmtpSink sink(port);
+  SchedulerMaster m(master_yaml(mail_reporter("mail", port, "send_to_interested_users: false, extra_recipients: [x@example.org], "
+                                                            "template: \"${file:" + (files / "good.txt").string() + "}\"")));
+  m.start();
+  run_build_with_rc(m, "unit", 1);
+  REQUIRE(m.run_until([&] { return !sink.messages().empty(); }));
+  CHECK(sink.messages()[0]["body"] == "unit #1: failure\n");
 }
 
 TEST_CASE("a template file with an unknown field stops the master from starting, naming the file, line and column") {

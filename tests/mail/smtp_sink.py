@@ -4,7 +4,8 @@
 Every message it accepts becomes one JSON file in --dir, parsed with
 Python's email package, so the tests read back what a mail client would
 see: envelope, headers, the text body and the attachments (text with "\n" line ends). Optional
-STARTTLS (--cert/--key, then required) and AUTH (--auth user:password).
+STARTTLS (--cert/--key, then required), or with --smtps TLS from the first
+byte (SMTPS, as on port 465), and AUTH (--auth user:password).
 It writes --dir/ready once it listens, and runs until SIGTERM.
 """
 import argparse
@@ -44,7 +45,7 @@ class Sink:
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
-            "tls": session.ssl is not None,
+            "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
             "authenticated": bool(session.authenticated),
             "headers": {k: str(v) for k, v in msg.items()},
             "subject": str(msg["subject"]),
@@ -68,6 +69,7 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--auth", help="user:password")
+    p.add_argument("--smtps", action="store_true", help="TLS from the first byte (with --cert/--key)")
     p.add_argument("--only-login", action="store_true", help="offer AUTH LOGIN alone")
     args = p.parse_args()
 
@@ -75,8 +77,11 @@ def main():
     if args.cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.cert, args.key)
-        kwargs["tls_context"] = context
-        kwargs["require_starttls"] = True
+        if args.smtps:
+            kwargs["ssl_context"] = context
+        else:
+            kwargs["tls_context"] = context
+            kwargs["require_starttls"] = True
     if args.auth:
         user, password = args.auth.split(":", 1)
 
@@ -86,7 +91,8 @@ def main():
 
         kwargs["authenticator"] = authenticator
         kwargs["auth_required"] = True
-        kwargs["auth_require_tls"] = bool(args.cert)
+        # Over SMTPS the whole session is TLS already; aiosmtpd knows only STARTTLS.
+        kwargs["auth_require_tls"] = bool(args.cert) and not args.smtps
         if args.only_login:
             kwargs["auth_exclude_mechanism"] = ["PLAIN"]
 

@@ -54,6 +54,8 @@
   R"~("description": "Name of an email_lookup policy that maps a change author (and owners) to an address"}, )~" \
   R"~("log_lines": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 40, )~" \
   R"~("description": "How many of the last lines of each log the message templates get"}, )~" \
+  R"~("template": {"type": ["string", "null"], "default": null, )~" \
+  R"~("description": "The message body template itself; \"${file:templates/body.txt}\" reads it from a file when the configuration is read, so kiln checkconfig checks its fields. Not with template_file"}, )~" \
   R"~("template_file": {"type": ["string", "null"], "default": null, )~" \
   R"~("description": "The message body template, a file relative to the master folder (replaces the built-in one)"}, )~" \
   R"~("template_type": {"type": "string", "enum": ["plain", "html"], "default": "plain", )~" \
@@ -70,6 +72,8 @@
 namespace kiln::sdk {
 
 namespace notifier {
+
+inline const nlohmann::json& message_fields();
 
 inline const char* result_name(int results) {
   static const char* const kNames[] = {"success", "warnings", "failure", "skipped",
@@ -134,6 +138,7 @@ struct NotifierOptions {
   std::string lookup_domain;
   std::string lookup_policy;
   int log_lines = 40;
+  std::string template_text;  // `template`, when given
   std::string template_file;
   bool template_html = false;
   std::string message_formatter;
@@ -157,6 +162,7 @@ struct NotifierOptions {
     };
     o.lookup_domain = text("lookup");
     o.lookup_policy = text("lookup_policy");
+    o.template_text = text("template");
     o.template_file = text("template_file");
     o.template_html = text("template_type") == "html";
     o.message_formatter = text("message_formatter");
@@ -172,6 +178,17 @@ struct NotifierOptions {
     NotifierOptions o = from_config(config);
     if (!o.builders.empty() && !o.tags.empty()) {
       return Status(KILN_ERR_INVALID_CONFIG, "give builders or tags, not both");
+    }
+    if (config.value("template", nlohmann::json()).is_string() && !o.template_file.empty()) {
+      return Status(KILN_ERR_INVALID_CONFIG, "give template or template_file, not both");
+    }
+    if (config.value("template", nlohmann::json()).is_string()) {
+      try {
+        MessageTemplate(o.template_text, notifier::message_fields(),
+                        o.template_html ? MessageTemplate::Escape::kHtml : MessageTemplate::Escape::kNone);
+      } catch (const TemplateError& e) {
+        return Status(KILN_ERR_INVALID_CONFIG, std::string("template: ") + e.what());
+      }
     }
     if (!o.lookup_domain.empty() && !o.lookup_policy.empty()) {
       return Status(KILN_ERR_INVALID_CONFIG, "give lookup or lookup_policy, not both");
@@ -849,7 +866,10 @@ class Notifier : public Reporter {
   Status load_template() {
     std::string text = options_.template_html ? notifier::default_html_template() : notifier::default_text_template();
     std::string where = "the built-in template";
-    if (!options_.template_file.empty()) {
+    if (config().value("template", nlohmann::json()).is_string()) {
+      text = options_.template_text;
+      where = "template";
+    } else if (!options_.template_file.empty()) {
       std::string path = options_.template_file;
       if (path.front() != '/' && !master_dir_.empty()) path = master_dir_ + "/" + path;
       std::ifstream in(path, std::ios::binary);
