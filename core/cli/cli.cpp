@@ -53,6 +53,12 @@ const std::map<std::string, Command>& commands() {
                       "[FILES...]",
                       "add a change through the master's socket, or to a sendchange "
                       "listener (--master)"}},
+      {"try", {try_command,
+               "try --master HOST:PORT --user U --password P [--builder B]... [--branch BR] "
+               "[--baserev REV] [--repository R] [--patchlevel N] [--diff FILE|-] [--vc git] "
+               "[--property K=V]... [--comment C] [--who W] [--wait] [--dryrun]",
+               "send a patch to a try scheduler to build it (--vc git: the tree's changes "
+               "against its upstream branch); --wait follows the builds"}},
       {"user", {user_command,
                 "user DIR add [--identifier ID] [--info TYPE=VALUE]... [--username U] "
                 "[--password P|-] | update (--id N|--identifier ID) [--set-identifier NEW] "

@@ -28,6 +28,9 @@ int rebuild_command(const Args& args);
 int status_command(const Args& args);
 int reconfig_command(const Args& args);
 
+// To a `try` scheduler's listener over HTTP (try_command.cpp).
+int try_command(const Args& args);
+
 // Through the control socket, or the store itself when no master runs
 // (user_command.cpp).
 int user_command(const Args& args);

@@ -7,7 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/control_client.h"
-#include "cli/sendchange_client.h"
+#include "cli/listener_client.h"
 
 #include <cstdio>
 #include <ctime>
