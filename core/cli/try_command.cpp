@@ -244,7 +244,8 @@ int try_command(const Args& args) {
   }
   const int64_t bsid = reply["bsid"].get<int64_t>();
   std::string builders;
-  for (const auto& [name, brid] : reply.value("brids", json::object()).items()) {
+  const json brids = reply.value("brids", json::object());
+  for (const auto& [name, brid] : brids.items()) {
     builders += (builders.empty() ? "" : ", ") + name;
   }
   std::printf("try job submitted: buildset %lld on %s\n", static_cast<long long>(bsid), builders.c_str());
