@@ -4,10 +4,9 @@
 // records the heads (mirrors cloned) and is not timed. Then CPU per cycle
 // (this process, every thread, plus the git processes it waited for) over
 // whole poll intervals: twice with nothing new, once after one new commit
-// on every repository (the cycle that reports R changes). A cycle counts
-// only when every mirror's FETCH_HEAD was written during it (every poller
-// fetched); its duration is from the interval's start to the last
-// FETCH_HEAD written.
+// on every repository (the cycle that reports R changes, in which every
+// mirror's FETCH_HEAD must be written). A cycle's duration runs from its
+// start to the last 20 ms slice of the loop that used CPU.
 //
 //   bench_poll [repositories=100] [branches=10] [interval_s=10]
 
@@ -123,24 +122,34 @@ int main(int argc, char** argv) {
     double duration = 0;
   };
   // Runs cycle k (due at start + k * interval, or at once when the loop
-  // resumes after that) and measures it.
-  auto measure = [&](int k) {
+  // resumes after that) and measures it. The loop runs in 20 ms slices; the
+  // cycle is over at the last slice that used more than 2 ms of CPU (an
+  // idle master uses next to none). With `fetched`, every mirror must also
+  // have fetched during the cycle.
+  auto measure = [&](int k, bool fetched) {
     const double fire_wall = std::max(start_wall + k * interval, wall_clock_s());
     const double cpu0 = cpu_all();
-    run_until(start + (k + 1) * interval - 0.5);
+    double previous = cpu0;
+    double busy_until = fire_wall;
+    while (now_s() < start + (k + 1) * interval - 0.5) {
+      master.run(0.02);
+      const double cpu = cpu_all();
+      if (cpu - previous > 0.002) busy_until = wall_clock_s();
+      previous = cpu;
+    }
     Cycle c;
     c.cpu = cpu_all() - cpu0;
-    double last = 0;
-    for (double when : fetch_times(dir.path())) {
-      if (when < fire_wall - 0.3) die("cycle " + std::to_string(k) + " did not fetch every repository: make the interval longer");
-      last = std::max(last, when);
+    c.duration = busy_until - fire_wall;
+    if (fetched) {
+      for (double when : fetch_times(dir.path())) {
+        if (when < fire_wall - 0.3) die("cycle " + std::to_string(k) + " did not fetch every repository: make the interval longer");
+      }
     }
-    c.duration = last - fire_wall;
     return c;
   };
 
-  Cycle idle1 = measure(1);
-  Cycle idle2 = measure(2);
+  Cycle idle1 = measure(1, false);
+  Cycle idle2 = measure(2, false);
   const json before = master.get("changes");
   // Between cycles (the loop is not running, so cycle 3 waits for the
   // commits and starts when the loop resumes): one commit per repository.
@@ -150,7 +159,7 @@ int main(int argc, char** argv) {
   if (now_s() > start + 3 * interval + interval / 2) {
     die("making the commits took half a cycle: make the interval longer");
   }
-  Cycle busy = measure(3);
+  Cycle busy = measure(3, true);
   const json after = master.get("changes");
   const size_t new_changes = after.size() - before.size();
 
