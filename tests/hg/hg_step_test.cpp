@@ -138,7 +138,7 @@ TEST_CASE("an hg patch that does not apply fails the build") {
   CHECK(log.find("hunk") != std::string::npos);
 }
 
-TEST_CASE("hg's default branch_type is dirname as Buildbot's: repourl plus the stamp's branch is cloned") {
+TEST_CASE("hg's default branch_type is dirname as in Buildbot so repourl plus the stamp's branch is cloned") {
   TempDir tmp("kiln-hg-up");
   HgRepo stable(tmp / "repos" / "stable");
   const std::string rev = stable.commit("stable", {{"f", "stable\n"}});

@@ -369,7 +369,7 @@ TEST_CASE("with a prefix, files lose it, files outside are dropped, and a change
   CHECK(l.rec->changes.size() == 1);
 }
 
-TEST_CASE("a port already in use fails start with the address named; defaults are Buildbot's") {
+TEST_CASE("a port already in use fails start with the address named and the defaults are Buildbot's") {
   boost::asio::io_context io;
   tcp::acceptor taken(io, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
   const int port = taken.local_endpoint().port();
