@@ -65,6 +65,8 @@ const std::map<std::string, Command>& commands() {
                 "[--info TYPE=VALUE]... [--username U] [--password P|-] | "
                 "remove (--id N|--identifier ID) | show [ID|VALUE]",
                 "manage users: identities, attributes (git, email, irc, ...) and logins"}},
+      {"poll", {poll_command, "poll DIR [CHANGE_SOURCE]",
+                "make every polling change source (or the one named) poll now"}},
       {"stop-build", {stop_build_command, "stop-build DIR BUILDID [--reason R]",
                       "stop a running build"}},
       {"cancel", {cancel_command, "cancel DIR BUILDREQUESTID [--reason R]",

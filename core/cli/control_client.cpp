@@ -561,6 +561,16 @@ ControlCall status_call(const Args& args) {
   return {parsed.positional[0], json{{"op", "status"}}};
 }
 
+ControlCall poll_call(const Args& args) {
+  auto parsed = parse_args(args, {});
+  if (parsed.positional.empty() || parsed.positional.size() > 2) {
+    throw UsageError("expected DIR [CHANGE_SOURCE], got " + std::to_string(parsed.positional.size()) +
+                     " argument(s)");
+  }
+  const std::string name = parsed.positional.size() == 2 ? parsed.positional[1] : "";
+  return control_call(parsed.positional[0], "changesources/" + name, "poll", json::object());
+}
+
 ControlCall reconfig_call(const Args& args) {
   auto parsed = parse_args(args, {});
   require_positional(parsed, 1, "DIR");

@@ -108,6 +108,10 @@ ControlCall user_call(const Args& args);
 ControlCall stop_build_call(const Args& args);
 ControlCall cancel_call(const Args& args);
 ControlCall rebuild_call(const Args& args);
+//   poll DIR [CHANGE_SOURCE] -> control changesources/[NAME] poll: every
+//   polling change source (or the one named) polls now; answers
+//   {"polled": [names], "errors": {name: why}}.
+ControlCall poll_call(const Args& args);
 //   status DIR -> {"op": "status"};  reconfig DIR -> {"op": "reconfig"}
 ControlCall status_call(const Args& args);
 ControlCall reconfig_call(const Args& args);
