@@ -241,6 +241,13 @@ TEST_CASE("kiln try turns its flags into a try job with Buildbot's option names 
   CHECK_THAT(usage_error(try_args, {"--master", "ci:1", "--vc", "git"}), Catch::Contains("--user and --password"));
 }
 
+TEST_CASE("kiln poll asks every change source or the one named") {
+  CHECK(poll_call({"m"}).request ==
+        json{{"op", "control"}, {"path", "changesources/"}, {"action", "poll"}, {"args", json::object()}});
+  CHECK(poll_call({"m", "repo"}).request["path"] == "changesources/repo");
+  CHECK_THAT(usage_error(poll_call, {"m", "a", "b"}), Catch::Contains("DIR [CHANGE_SOURCE]"));
+}
+
 TEST_CASE("stop-build, cancel and rebuild address builds and build requests by id") {
   REQUIRE(stop_build_call({"m", "12", "--reason", "oops"}).request ==
           json{{"op", "control"},
