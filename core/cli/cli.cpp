@@ -53,12 +53,20 @@ const std::map<std::string, Command>& commands() {
                       "[FILES...]",
                       "add a change through the master's socket, or to a sendchange "
                       "listener (--master)"}},
+      {"try", {try_command,
+               "try --master HOST:PORT --user U --password P [--builder B]... [--branch BR] "
+               "[--baserev REV] [--repository R] [--patchlevel N] [--diff FILE|-] [--vc git] "
+               "[--property K=V]... [--comment C] [--who W] [--wait] [--dryrun]",
+               "send a patch to a try scheduler to build it (--vc git: the tree's changes "
+               "against its upstream branch); --wait follows the builds"}},
       {"user", {user_command,
                 "user DIR add [--identifier ID] [--info TYPE=VALUE]... [--username U] "
                 "[--password P|-] | update (--id N|--identifier ID) [--set-identifier NEW] "
                 "[--info TYPE=VALUE]... [--username U] [--password P|-] | "
                 "remove (--id N|--identifier ID) | show [ID|VALUE]",
                 "manage users: identities, attributes (git, email, irc, ...) and logins"}},
+      {"poll", {poll_command, "poll DIR [CHANGE_SOURCE]",
+                "make every polling change source (or the one named) poll now"}},
       {"stop-build", {stop_build_command, "stop-build DIR BUILDID [--reason R]",
                       "stop a running build"}},
       {"cancel", {cancel_command, "cancel DIR BUILDREQUESTID [--reason R]",

@@ -27,6 +27,10 @@ int cancel_command(const Args& args);
 int rebuild_command(const Args& args);
 int status_command(const Args& args);
 int reconfig_command(const Args& args);
+int poll_command(const Args& args);
+
+// To a `try` scheduler's listener over HTTP (try_command.cpp).
+int try_command(const Args& args);
 
 // Through the control socket, or the store itself when no master runs
 // (user_command.cpp).

@@ -126,7 +126,9 @@ struct ParsedArgs {
   }
 };
 
-ParsedArgs parse_args(const Args& args, const std::set<std::string>& known) {
+// `flags` are options without a value (--wait); each known option takes one.
+ParsedArgs parse_args(const Args& args, const std::set<std::string>& known,
+                      const std::set<std::string>& flags = {}) {
   ParsedArgs parsed;
   bool options_done = false;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -147,6 +149,11 @@ ParsedArgs parse_args(const Args& args, const std::set<std::string>& known) {
     if (auto eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
       name.resize(eq);
+    }
+    if (flags.count(name)) {
+      if (value) throw UsageError("--" + name + " takes no value");
+      parsed.options.emplace_back(std::move(name), "");
+      continue;
     }
     if (!known.count(name)) throw UsageError("unknown option --" + name);
     if (!value) {
@@ -354,6 +361,69 @@ ControlCall sendchange_call(const Args& args) {
   return std::move(call.control);
 }
 
+TryCall try_args(const Args& args) {
+  auto parsed = parse_args(args,
+                           {"master", "user", "username", "password", "passwd", "builder", "branch",
+                            "baserev", "repository", "project", "codebase", "patchlevel", "diff",
+                            "vc", "property", "comment", "who"},
+                           {"wait", "dryrun"});
+  if (!parsed.positional.empty()) {
+    throw UsageError("unexpected argument '" + parsed.positional[0] + "' (the patch goes in --diff FILE)");
+  }
+  TryCall call;
+  call.wait = parsed.last("wait").has_value();
+  call.dry_run = parsed.last("dryrun").has_value();
+  call.master = parsed.last("master").value_or("");
+  const auto colon = call.master.rfind(':');
+  if (!call.dry_run && (colon == std::string::npos || colon == 0 || colon + 1 == call.master.size())) {
+    throw UsageError(call.master.empty() ? "--master HOST:PORT is needed (the try scheduler's port)"
+                                         : "--master takes HOST:PORT, not '" + call.master + "'");
+  }
+  // Buildbot's tryclient spells them --username and --passwd.
+  const auto user = parsed.last("user") ? parsed.last("user") : parsed.last("username");
+  const auto password = parsed.last("password") ? parsed.last("password") : parsed.last("passwd");
+  if (!call.dry_run && (!user || !password)) throw UsageError("--user and --password are needed");
+  if (user && user->find(':') != std::string::npos) throw UsageError("a user name cannot contain ':'");
+  call.auth = user.value_or("") + ":" + password.value_or("");
+
+  json job{{"builders", json::array()}, {"properties", json::object()}};
+  for (const auto& b : parsed.all("builder")) job["builders"].push_back(b);
+  for (const char* key : {"branch", "baserev", "repository", "project", "codebase", "comment"}) {
+    if (auto v = parsed.last(key)) job[key] = *v;
+  }
+  if (auto who = parsed.last("who")) {
+    job["who"] = *who;
+  } else if (const char* env_user = std::getenv("USER"); env_user != nullptr && *env_user) {
+    job["who"] = env_user;
+  }
+  for (const auto& p : parsed.all("property")) {
+    auto [name, value] = key_value(p, "--property");
+    job["properties"][name] = value;
+  }
+  json patch = json::object();
+  if (auto level = parsed.last("patchlevel")) {
+    int value = -1;
+    auto [end, ec] = std::from_chars(level->data(), level->data() + level->size(), value);
+    if (level->empty() || ec != std::errc() || end != level->data() + level->size() || value < 0 ||
+        value > 100) {
+      throw UsageError("--patchlevel takes a number from 0 to 100, not '" + *level + "'");
+    }
+    patch["level"] = value;
+    call.patchlevel_given = true;
+  }
+  call.vc = parsed.last("vc").value_or("");
+  if (auto diff = parsed.last("diff")) {
+    patch["body"] = read_text_file(*diff, "--diff");
+  } else if (call.vc.empty()) {
+    throw UsageError("give the patch with --diff FILE (or - for stdin), or --vc git to make it from this tree");
+  } else if (call.vc != "git") {
+    throw UsageError("--vc " + call.vc + ": only git trees can make their own patch; give --diff FILE");
+  }
+  job["patch"] = std::move(patch);
+  call.job = std::move(job);
+  return call;
+}
+
 ControlCall user_call(const Args& args) {
   auto parsed = parse_args(args, {"identifier", "id", "set-identifier", "info", "username",
                                   "password"});
@@ -489,6 +559,16 @@ ControlCall status_call(const Args& args) {
   auto parsed = parse_args(args, {});
   require_positional(parsed, 1, "DIR");
   return {parsed.positional[0], json{{"op", "status"}}};
+}
+
+ControlCall poll_call(const Args& args) {
+  auto parsed = parse_args(args, {});
+  if (parsed.positional.empty() || parsed.positional.size() > 2) {
+    throw UsageError("expected DIR [CHANGE_SOURCE], got " + std::to_string(parsed.positional.size()) +
+                     " argument(s)");
+  }
+  const std::string name = parsed.positional.size() == 2 ? parsed.positional[1] : "";
+  return control_call(parsed.positional[0], "changesources/" + name, "poll", json::object());
 }
 
 ControlCall reconfig_call(const Args& args) {

@@ -61,7 +61,7 @@ ControlCall force_call(const Args& args);
 //     -> {"op": "change_add", "change": {...}}; --logfile - reads stdin.
 //   With --master HOST:PORT [--auth USER:PASS] (Buildbot's sendchange)
 //   there is no DIR: every positional argument is a file, and the change
-//   goes to a `sendchange` listener over HTTP (sendchange_client.h).
+//   goes to a `sendchange` listener over HTTP (listener_client.h).
 struct SendchangeCall {
   ControlCall control;  // master_dir empty with --master
   std::string master;   // HOST:PORT of --master, empty without
@@ -70,6 +70,26 @@ struct SendchangeCall {
 SendchangeCall sendchange_args(const Args& args);
 // The control-socket form; UsageError with --master.
 ControlCall sendchange_call(const Args& args);
+//   try --master HOST:PORT --user U --password P [--builder B]...
+//       [--branch BR] [--baserev REV] [--repository R] [--project P]
+//       [--codebase C] [--patchlevel N] [--diff FILE|-] [--vc git]
+//       [--property K=V]... [--comment C] [--who W] [--wait] [--dryrun]
+//     -> the job `kiln try` POSTs to a `try` scheduler's /try (try_command.cpp);
+//   --username/--passwd are Buildbot's spellings. Without --diff, --vc git
+//   says the patch is made from the tree in the current folder.
+struct TryCall {
+  std::string master;  // HOST:PORT
+  std::string auth;    // USER:PASSWORD
+  // {"builders", "branch", "baserev", "repository", "project", "codebase",
+  //  "patch": {"level", "body"}, "who", "comment", "properties"}; without
+  //  --diff the patch body (and base revision) are still to be made.
+  nlohmann::json job;
+  std::string vc;  // "git", or empty when --diff gave the patch
+  bool patchlevel_given = false;
+  bool wait = false;
+  bool dry_run = false;  // print the job instead of sending it
+};
+TryCall try_args(const Args& args);
 //   user DIR add [--identifier ID] [--info TYPE=VALUE]... [--username U]
 //            [--password P | --password -]
 //   user DIR update (--id N | --identifier ID) [--set-identifier NEW]
@@ -88,6 +108,10 @@ ControlCall user_call(const Args& args);
 ControlCall stop_build_call(const Args& args);
 ControlCall cancel_call(const Args& args);
 ControlCall rebuild_call(const Args& args);
+//   poll DIR [CHANGE_SOURCE] -> control changesources/[NAME] poll: every
+//   polling change source (or the one named) polls now; answers
+//   {"polled": [names], "errors": {name: why}}.
+ControlCall poll_call(const Args& args);
 //   status DIR -> {"op": "status"};  reconfig DIR -> {"op": "reconfig"}
 ControlCall status_call(const Args& args);
 ControlCall reconfig_call(const Args& args);

@@ -7,7 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/control_client.h"
-#include "cli/sendchange_client.h"
+#include "cli/listener_client.h"
 
 #include <cstdio>
 #include <ctime>
@@ -127,6 +127,22 @@ int status_command(const Args& args) {
   return run_call("status", status_call, args, [](const json& response, const json&) {
     std::fputs(format_status(response, static_cast<int64_t>(std::time(nullptr))).c_str(), stdout);
     return 0;
+  });
+}
+
+int poll_command(const Args& args) {
+  return run_call("poll", poll_call, args, [](const json& response, const json&) {
+    std::string names;
+    for (const auto& n : response.value("polled", json::array())) {
+      names += (names.empty() ? "" : ", ") + (n.is_string() ? n.get<std::string>() : n.dump());
+    }
+    std::printf("%s\n", names.empty() ? "no change source polls" : ("polling: " + names).c_str());
+    const json errors = response.value("errors", json::object());
+    for (const auto& [name, why] : errors.items()) {
+      std::fprintf(stderr, "kiln poll: %s: %s\n", name.c_str(),
+                   why.is_string() ? why.get<std::string>().c_str() : why.dump().c_str());
+    }
+    return errors.empty() ? 0 : 1;
   });
 }
 

@@ -263,7 +263,26 @@ class Checker {
       error(pointer, rejected->rfind(prefix, 0) == 0 ? *rejected : prefix + *rejected);
     }
     if (kind == KILN_KIND_POLICY) policy_hooks_[c.name] = catalog_.policy_hook(c.type);
+    note_policy_keys(*schema, c.config, pointer);
     return c;
+  }
+
+  // A plugin's schema marks a key that names a policy with
+  // "x-kiln-policy": {"hook": H, "builtins": [words the plugin itself
+  // knows]}; any other string there is checked by check_references() as
+  // the core's own policy keys are: declared under `policies:`, hook H.
+  void note_policy_keys(const json& schema, const json& config, const std::string& pointer) {
+    const json* properties = member(schema, "properties");
+    if (properties == nullptr || !properties->is_object()) return;
+    for (const auto& [key, property] : properties->items()) {
+      const json* mark = member(property, "x-kiln-policy");
+      const json* value = member(config, key.c_str());
+      if (mark == nullptr || !mark->is_object() || value == nullptr || !value->is_string()) continue;
+      const json builtins = mark->value("builtins", json::array());
+      if (std::find(builtins.begin(), builtins.end(), *value) != builtins.end()) continue;
+      policy_refs_.push_back({pointer + "/" + escape_pointer_token(key), value->get<std::string>(),
+                              mark->value("hook", std::string())});
+    }
   }
 
   // Unnamed components are named after their type; with `separator` '-',

@@ -1426,6 +1426,32 @@ void EngineCore::control(std::string_view path, std::string_view action, const j
     call_scheduler_control(*it->second.instance, action, args, std::move(done));
     return;
   }
+  if (collection == "changesources" && action == "poll") {
+    // The ABI's "poll now", for one change source or every one (`kiln poll`).
+    if (!id.empty() && change_sources.count(id) == 0) {
+      done(KILN_ERR_NOT_FOUND, error_value("no change source named '" + id + "'"));
+      return;
+    }
+    json polled = json::array();
+    json errors = json::object();
+    for (auto& [name, slot] : change_sources) {
+      if (!id.empty() && name != id) continue;
+      const auto* vt = slot.instance->vtable<kiln_change_source_vtable>();
+      if (!KILN_HAS(kiln_change_source_vtable, vt, poll) || vt->poll == nullptr) {
+        if (!id.empty()) errors[name] = "it does not poll";
+        continue;
+      }
+      kiln_error err;
+      const kiln_status status = vt->poll(slot.instance->handle(), &err);
+      if (status == KILN_OK) {
+        polled.push_back(name);
+      } else {
+        errors[name] = err.message.empty() ? "status " + std::to_string(status) : err.message;
+      }
+    }
+    done(KILN_OK, json{{"polled", std::move(polled)}, {"errors", std::move(errors)}});
+    return;
+  }
   if (collection == "builds" && numeric()) {
     const int64_t buildid = *numeric();
     if (action == "stop") {

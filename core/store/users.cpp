@@ -7,6 +7,8 @@
 #include "store/sqlite_helpers.h"
 #include "store/sqlite_store.h"
 
+#include <kiln/sdk/password.hpp>
+
 #include <crypt.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -400,26 +402,9 @@ Result<std::string> hash_password(std::string_view password) {
 }
 
 bool verify_password(std::string_view password, std::string_view hash) {
-  if (password.find('\0') != std::string_view::npos || !hash.starts_with('$')) return false;
-  auto data = work_area();
-  const std::string text(password), setting(hash);
-  const char* computed = crypt_r(text.c_str(), setting.c_str(), data.get());
-  if (computed == nullptr) return false;
-  const std::string_view c(computed);
-  if (c.size() != hash.size()) return false;
-  // Constant time, so a timing does not tell how much of a guess matched.
-  unsigned char diff = 0;
-  for (size_t i = 0; i < c.size(); ++i) {
-    diff |= static_cast<unsigned char>(c[i] ^ hash[i]);
-  }
-  return diff == 0;
+  return sdk::verify_password_hash(password, hash);
 }
 
-bool is_password_hash(std::string_view text) {
-  for (std::string_view prefix : {"$y$", "$6$", "$2b$", "$7$"}) {
-    if (text.starts_with(prefix) && text.size() > prefix.size() + 8) return true;
-  }
-  return false;
-}
+bool is_password_hash(std::string_view text) { return sdk::is_password_hash(text); }
 
 }  // namespace kiln::store

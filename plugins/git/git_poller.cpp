@@ -145,7 +145,18 @@ void GitPoller::list_remote(std::shared_ptr<Round> round) {
                                                                  " (" + r.describe() + ")"));
     }
     RemoteRefs remote = parse_ls_remote(r.out);
-    fetch(round, select_refs(remote.refs, remote.head_target));
+    std::vector<std::string> wanted = select_refs(remote.refs, remote.head_target);
+    // Nothing moved since the last poll: no fetch and no ref listing; most
+    // polls of most repositories end here (bench/bench_poll). The heads are
+    // saved as after every poll.
+    if (!only_tags_ && known_ && known_->size() == wanted.size() &&
+        std::all_of(wanted.begin(), wanted.end(), [&](const std::string& ref) {
+          auto known = known_->find(ref);
+          return known != known_->end() && known->second == remote.refs.at(ref);
+        })) {
+      return save_state([this, round](const sdk::Status& s) { finish_round(round, s); });
+    }
+    fetch(round, std::move(wanted));
   });
 }
 

@@ -36,8 +36,8 @@ const char* const kStepSchema = R"({
   "properties": {
     "repourl": {"type": "string", "minLength": 1,
                 "description": "The repository to clone, as the worker's hg understands it; with branch_type dirname, the branch is appended to it."},
-    "branch_type": {"enum": ["inrepo", "dirname"], "default": "inrepo",
-                    "description": "inrepo: branches are named branches of one repository (the stamp's branch is updated to); dirname: each branch is its own repository at repourl + branch (Buildbot's default)."},
+    "branch_type": {"enum": ["inrepo", "dirname"], "default": "dirname",
+                    "description": "dirname (Buildbot's default): each branch is its own repository at repourl + branch, and a stamp with no branch uses repourl itself; inrepo: branches are named branches of one repository (the stamp's branch is updated to), which is what hg-poller's changes mean."},
     "default_branch": {"type": "string", "default": "default",
                        "description": "The branch of a source stamp that names none."},
     "mode": {"enum": ["incremental", "full"], "default": "incremental",

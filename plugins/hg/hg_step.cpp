@@ -31,7 +31,7 @@ HgStep::HgStep(sdk::Context ctx, const json& config) : SimpleStep(std::move(ctx)
   repourl_config_ = config.value("repourl", "");
   mode_ = config.value("mode", "incremental");
   method_ = text_or(config, "method", mode_ == "full" ? "fresh" : "");
-  branch_type_ = config.value("branch_type", "inrepo");
+  branch_type_ = config.value("branch_type", "dirname");
   default_branch_ = text_or(config, "default_branch", "default");
   clobber_on_branch_change_ = config.value("clobber_on_branch_change", true);
   codebase_ = config.value("codebase", "");

@@ -57,11 +57,35 @@ void KeptChanges::load(std::function<void(json entries)> done) {
   }
 }
 
-void KeptChanges::save(const json& entries) const {
-  auto s = ctx_.state_put("changes", entries, [ctx = ctx_](sdk::Result<json> r) {
-    if (!r.ok()) ctx.warn("cannot save the changes not yet built: " + r.status().to_string());
-  });
+void KeptChanges::save() {
+  if (writing_) {
+    stale_ = true;
+    return;
+  }
+  write();
+}
+
+void KeptChanges::flush() {
+  if (!stale_) return;
+  stale_ = false;
+  auto s = ctx_.state_put("changes", snapshot_());
   if (!s.ok()) ctx_.debug("changes not saved: " + s.to_string());
+}
+
+void KeptChanges::write() {
+  writing_ = true;
+  stale_ = false;
+  // The callback never outlives the component (the SDK drops it), and the
+  // component owns this.
+  auto s = ctx_.state_put("changes", snapshot_(), [this](sdk::Result<json> r) {
+    if (!r.ok()) ctx_.warn("cannot save the changes not yet built: " + r.status().to_string());
+    writing_ = false;
+    if (stale_) write();
+  });
+  if (!s.ok()) {
+    writing_ = false;
+    ctx_.debug("changes not saved: " + s.to_string());
+  }
 }
 
 ChangeScheduler::ChangeScheduler(sdk::Context ctx, const json& config, bool any_branch)
@@ -73,7 +97,7 @@ ChangeScheduler::ChangeScheduler(sdk::Context ctx, const json& config, bool any_
                                                                           : std::nullopt)
                   .value()),
       importance_(Importance::make(config.value("file_is_important", json())).value()),
-      store_(context()) {
+      store_(context(), [this] { return all_kept(); }) {
   const json timer = config.value("tree_stable_timer", json());
   if (timer.is_number()) tree_stable_ms_ = static_cast<uint64_t>(timer.get<double>() * 1000.0);
   only_important_ = config.value("only_important", false);
@@ -130,6 +154,7 @@ sdk::Status ChangeScheduler::start() {
 void ChangeScheduler::stop() {
   for (const auto& [batch, id] : timers_) context().cancel_timer(id);
   timers_.clear();
+  store_.flush();
 }
 
 void ChangeScheduler::on_change(const json& change) {
@@ -222,7 +247,9 @@ void ChangeScheduler::fire(const std::string& batch) {
   }
 }
 
-void ChangeScheduler::save() const {
+void ChangeScheduler::save() { store_.save(); }
+
+json ChangeScheduler::all_kept() const {
   json all = json::array();
   for (const auto& [batch, changes] : pending_) {
     for (const auto& c : changes) all.push_back(c);
@@ -230,7 +257,7 @@ void ChangeScheduler::save() const {
   for (const auto& [flight, changes] : in_flight_) {
     for (const auto& c : changes) all.push_back(c);
   }
-  store_.save(all);
+  return all;
 }
 
 sdk::Status ChangeScheduler::control(std::string_view action, const json& args, sdk::Reply reply) {

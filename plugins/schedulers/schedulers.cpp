@@ -5,7 +5,7 @@
 namespace sc = kiln::schedulers;
 
 KILN_PLUGIN("kiln-schedulers", "0.1.0",
-            "Buildbot's schedulers: single-branch, any-branch, periodic, nightly, triggerable, dependent; "
+            "Buildbot's schedulers: single-branch, any-branch, periodic, nightly, triggerable, dependent, try; "
             "and the trigger step",
             "MIT",
             kiln::sdk::component<sc::SingleBranchScheduler>(
@@ -25,6 +25,9 @@ KILN_PLUGIN("kiln-schedulers", "0.1.0",
             kiln::sdk::component<sc::DependentScheduler>(KILN_KIND_SCHEDULER, "dependent", "0.1.0",
                                                          "Builds after a successful buildset of another scheduler",
                                                          sc::dependent_schema().c_str()),
+            kiln::sdk::component<sc::TryScheduler>(KILN_KIND_SCHEDULER, "try", "0.1.0",
+                                                   "Builds patches sent by `kiln try` over an authenticated listener",
+                                                   sc::try_schema().c_str()),
             kiln::sdk::component<sc::TriggerStep>(KILN_KIND_STEP, "trigger", "0.1.0",
                                                   "Triggers builds of triggerable schedulers, optionally waiting",
                                                   sc::trigger_schema().c_str()));

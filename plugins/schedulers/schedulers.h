@@ -9,8 +9,11 @@
 #include "common.h"
 #include "cron.h"
 
+#include "authenticated_listener.h"
+
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -25,6 +28,7 @@ const std::string& nightly_schema();
 const std::string& triggerable_schema();
 const std::string& dependent_schema();
 const std::string& trigger_schema();
+const std::string& try_schema();
 
 // The default reason of every scheduler type, formatted by format_reason.
 inline constexpr const char* kDefaultReason = "The %(classname)s scheduler named '%(name)s' triggered this build";
@@ -33,13 +37,27 @@ inline constexpr const char* kDefaultReason = "The %(classname)s scheduler named
 // (key "changes") so that they survive a restart.
 class KeptChanges {
  public:
-  explicit KeptChanges(const sdk::Context& ctx) : ctx_(ctx) {}
+  // `snapshot` gives what to keep now (every kept change).
+  KeptChanges(const sdk::Context& ctx, std::function<json()> snapshot)
+      : ctx_(ctx), snapshot_(std::move(snapshot)) {}
   // Loads what a previous run left; done() runs once, on the loop.
   void load(std::function<void(json entries)> done);
-  void save(const json& entries) const;
+  // Writes the snapshot. While a write is in flight a call only marks the
+  // state stale, and one more write of the then-current snapshot follows:
+  // a burst of 10,000 changes costs a few writes, not 10,000 ever longer
+  // ones.
+  void save();
+  // At stop: a stale snapshot is written now, since the answer to the
+  // write in flight will not come to a stopped component.
+  void flush();
 
  private:
+  void write();
+
   const sdk::Context& ctx_;
+  std::function<json()> snapshot_;
+  bool writing_ = false;
+  bool stale_ = false;
 };
 
 // single-branch and any-branch: Buildbot's SingleBranchScheduler and
@@ -67,7 +85,8 @@ class ChangeScheduler : public sdk::Scheduler {
   void keep(const json& kept);
   void restart_timer(const std::string& batch);
   void fire(const std::string& batch);
-  void save() const;
+  void save();
+  json all_kept() const;
 
   bool any_branch_;
   Identity id_;
@@ -122,7 +141,7 @@ class TimedScheduler : public sdk::Scheduler {
  private:
   void schedule();
   void fire();
-  void save_changes() const;
+  void save_changes();
 
   Identity id_;
   std::string reason_;
@@ -185,6 +204,40 @@ class DependentScheduler final : public sdk::Scheduler {
   Identity id_;
   std::string reason_;
   std::string upstream_;
+};
+
+// A try job as `kiln try` POSTs it: {"builders": [...], "branch",
+// "baserev", "repository", "project", "codebase", "patch": {"level",
+// "body", "subdir"}, "who", "comment", "properties": {...}}, checked
+// field by field against the builders the scheduler may build.
+struct TryJob {
+  std::string error;                  // why it is refused (400), naming the field or builder
+  std::vector<std::string> builders;  // all allowed ones when the job names none
+  json stamp;                         // the source stamp for buildset_add, patch included
+  json properties = json::object();
+  std::string reason;                 // Buildbot's "'try' job by user W (comment)"
+};
+TryJob parse_try_job(std::string_view body, const std::vector<std::string>& allowed);
+
+// try: Buildbot's Try_Userpass. A listener of its own (port, interface,
+// userpass) takes POST /try (a TryJob; answers {"bsid", "brids"}),
+// GET /buildsets/N (the state of one of its buildsets, for `kiln try
+// --wait`) and GET /builders (the builders it may build).
+class TryScheduler final : public sdk::Scheduler {
+ public:
+  TryScheduler(sdk::Context ctx, const json& config);
+  ~TryScheduler() override;
+  static sdk::Status validate(const json& config);
+  sdk::Status start() override;
+  void stop() override;
+
+ private:
+  void receive(http_listener::Request request, http_listener::Respond respond);
+  void submit(TryJob job, const std::string& user, http_listener::Respond respond);
+  void describe_buildset(int64_t bsid, http_listener::Respond respond);
+
+  Identity id_;
+  std::unique_ptr<http_listener::AuthenticatedListener> listener_;
 };
 
 // The trigger step: Buildbot's Trigger.

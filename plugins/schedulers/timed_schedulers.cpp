@@ -62,7 +62,7 @@ TimedScheduler::TimedScheduler(sdk::Context ctx, const json& config, std::string
     : Scheduler(std::move(ctx), config),
       id_(Identity::read(context(), "timed")),
       branch_(config.value("branch", json())),
-      store_(context()) {
+      store_(context(), [this] { return kept_; }) {
   reason_ = format_reason(config.value("reason", std::string(kDefaultReason)), id_.name, classname);
 }
 
@@ -94,6 +94,7 @@ sdk::Status TimedScheduler::start() {
 void TimedScheduler::stop() {
   if (timer_ != 0) context().cancel_timer(timer_);
   timer_ = 0;
+  store_.flush();
 }
 
 void TimedScheduler::on_change(const json& change) {
@@ -107,7 +108,7 @@ void TimedScheduler::on_change(const json& change) {
   save_changes();
 }
 
-void TimedScheduler::save_changes() const { store_.save(kept_); }
+void TimedScheduler::save_changes() { store_.save(); }
 
 void TimedScheduler::schedule() {
   if (timer_ != 0) context().cancel_timer(timer_);

@@ -12,6 +12,8 @@ const char* const kPollerSchema = R"({
     "repourl": {"type": "string", "minLength": 1,
                 "description": "The URL to poll (file://, svn://, http(s)://, svn+ssh://), at the repository root or below it: only paths under it are reported, relative to it."},
     "split_file": {"type": ["string", "null"], "default": null,
+                   "x-kiln-policy": {"hook": "split_file",
+                                     "builtins": ["split_file_alwaystrunk", "split_file_branches", "split_file_projects_branches"]},
                    "description": "How a path (relative to repourl) becomes a change's branch and file: null puts every file on the default branch; split_file_branches reads trunk/FILE and branches/NAME/FILE (branch \"branches/NAME\"); split_file_projects_branches reads PROJECT/trunk/FILE and PROJECT/branches/NAME/FILE and sets the project; any other name calls that split_file policy with {\"path\"}, which answers {\"path\", optional \"branch\", \"project\", \"repository\", \"codebase\"}, [branch, path], or null to ignore the file."},
     "svnuser": {"type": "string", "default": "", "description": "User name for svn (--username)."},
     "svnpasswd": {"type": ["string", "null"], "default": null, "description": "Password for svn (--password); use ${env:...} or ${file:...}."},

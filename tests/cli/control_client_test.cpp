@@ -49,7 +49,8 @@ std::string control_error(const fs::path& dir, std::chrono::milliseconds timeout
   return "no error";
 }
 
-std::string usage_error(ControlCall (*translate)(const Args&), const Args& args) {
+template <class Translate>
+std::string usage_error(Translate translate, const Args& args) {
   try {
     translate(args);
   } catch (const UsageError& e) {
@@ -203,6 +204,48 @@ TEST_CASE("kiln sendchange describes the change with files from its arguments") 
       Catch::Contains("not both"));
   REQUIRE_THAT(usage_error(sendchange_call, {"m", "--who", "a", "--when", "soon"}),
                Catch::Contains("--when"));
+}
+
+TEST_CASE("kiln try turns its flags into a try job with Buildbot's option names too") {
+  TempDir dir;
+  kiln::testing::write_file(dir / "fix.diff", "--- a/x\n+++ b/x\n");
+  TryCall call = try_args({"--master", "ci:8031", "--username", "ann", "--passwd", "pw", "--builder", "a",
+                           "--builder", "b", "--branch", "main", "--baserev", "abc", "--patchlevel", "0",
+                           "--diff", (dir / "fix.diff").string(), "--property", "k=v", "--who", "Ann",
+                           "--comment", "c", "--wait"});
+  CHECK(call.master == "ci:8031");
+  CHECK(call.auth == "ann:pw");
+  CHECK(call.wait);
+  CHECK(call.vc.empty());
+  CHECK(call.job == json{{"builders", {"a", "b"}},
+                         {"branch", "main"},
+                         {"baserev", "abc"},
+                         {"who", "Ann"},
+                         {"comment", "c"},
+                         {"properties", {{"k", "v"}}},
+                         {"patch", {{"level", 0}, {"body", "--- a/x\n+++ b/x\n"}}}});
+  CHECK(try_args({"--dryrun", "--vc", "git"}).vc == "git");
+
+  const Args login = {"--master", "ci:8031", "--user", "u", "--password", "p"};
+  auto with = [&](Args more) {
+    Args all = login;
+    all.insert(all.end(), more.begin(), more.end());
+    return all;
+  };
+  CHECK_THAT(usage_error(try_args, with({})), Catch::Contains("--diff FILE") && Catch::Contains("--vc git"));
+  CHECK_THAT(usage_error(try_args, with({"--vc", "svn"})), Catch::Contains("only git"));
+  CHECK_THAT(usage_error(try_args, with({"--vc", "git", "--patchlevel", "x"})), Catch::Contains("--patchlevel"));
+  CHECK_THAT(usage_error(try_args, with({"--vc", "git", "--wait=yes"})), Catch::Contains("takes no value"));
+  CHECK_THAT(usage_error(try_args, {"--user", "u", "--password", "p", "--vc", "git"}),
+             Catch::Contains("--master HOST:PORT"));
+  CHECK_THAT(usage_error(try_args, {"--master", "ci:1", "--vc", "git"}), Catch::Contains("--user and --password"));
+}
+
+TEST_CASE("kiln poll asks every change source or the one named") {
+  CHECK(poll_call({"m"}).request ==
+        json{{"op", "control"}, {"path", "changesources/"}, {"action", "poll"}, {"args", json::object()}});
+  CHECK(poll_call({"m", "repo"}).request["path"] == "changesources/repo");
+  CHECK_THAT(usage_error(poll_call, {"m", "a", "b"}), Catch::Contains("DIR [CHANGE_SOURCE]"));
 }
 
 TEST_CASE("stop-build, cancel and rebuild address builds and build requests by id") {

@@ -64,6 +64,27 @@ TEST_CASE("the first poll records the heads of a repository without reporting it
   CHECK(mirror);
 }
 
+TEST_CASE("a poll that finds every branch where it was fetches nothing and a moved branch is fetched") {
+  PollerFixture f;
+  f.upstream().commit("base");
+  f.create({{"branches", "all"}});
+  f.poll();
+  std::filesystem::path fetch_head;
+  for (const auto& entry : std::filesystem::directory_iterator(f.tmp() / "master")) {
+    if (entry.path().filename().string().rfind("gitpoller-", 0) == 0) fetch_head = entry.path() / "FETCH_HEAD";
+  }
+  REQUIRE(std::filesystem::exists(fetch_head));
+  std::filesystem::remove(fetch_head);
+  f.poll();
+  CHECK_FALSE(std::filesystem::exists(fetch_head));  // only ls-remote ran
+  CHECK(f.rec().changes.empty());
+  const std::string next = f.upstream().commit("next");
+  f.poll();
+  CHECK(std::filesystem::exists(fetch_head));
+  CHECK(revisions(f.rec().changes) == std::vector<std::string>{next});
+  CHECK(f.rec().errors() == 0);
+}
+
 TEST_CASE("new commits become changes oldest first with author, committer, files and times") {
   PollerFixture f;
   f.upstream().commit("base", {{"README", "r\n"}});

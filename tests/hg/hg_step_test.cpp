@@ -33,7 +33,7 @@ TEST_CASE("an hg clobber checkout of the stamp's branch sets got_revision and th
   up.hg("branch -q dev");
   const std::string dev = up.commit("dev work", {{"file.txt", "dev\n"}});
   up.hg("update -q default");
-  BuildMaster m(master_yaml("{type: hg, repourl: \"" + up.url() + "\", mode: full, method: clobber}"), "kiln-hg-step");
+  BuildMaster m(master_yaml("{type: hg, repourl: \"" + up.url() + "\", branch_type: inrepo, mode: full, method: clobber}"), "kiln-hg-step");
   json build = m.build("b", {{{"branch", "dev"}}});
   INFO(m.stdio(m.steps(build)[0]));
   CHECK(build["results"] == KILN_SUCCESS);
@@ -138,11 +138,11 @@ TEST_CASE("an hg patch that does not apply fails the build") {
   CHECK(log.find("hunk") != std::string::npos);
 }
 
-TEST_CASE("hg with branch_type dirname clones repourl plus the stamp's branch") {
+TEST_CASE("hg's default branch_type is dirname as in Buildbot so repourl plus the stamp's branch is cloned") {
   TempDir tmp("kiln-hg-up");
   HgRepo stable(tmp / "repos" / "stable");
   const std::string rev = stable.commit("stable", {{"f", "stable\n"}});
-  BuildMaster m(master_yaml("{type: hg, repourl: \"" + (tmp / "repos").string() + "/\", branch_type: dirname}"),
+  BuildMaster m(master_yaml("{type: hg, repourl: \"" + (tmp / "repos").string() + "/\"}"),
                 "kiln-hg-step");
   json b = m.build("b", {{{"branch", "stable"}}});
   INFO(m.stdio(m.steps(b)[0]));

@@ -4,27 +4,15 @@
 #include "kiln_process.h"
 #include "util/free_port.h"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <catch2/catch.hpp>
 
 namespace kiln::integration {
 namespace {
 
 using nlohmann::json;
-using tcp = boost::asio::ip::tcp;
 
 using kiln::testing::free_port;
-
-bool listening(int port) {
-  boost::asio::io_context io;
-  tcp::socket s(io);
-  boost::system::error_code ec;
-  s.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"),
-                          static_cast<unsigned short>(port)),
-            ec);
-  return !ec;
-}
+using kiln::testing::listening;
 
 TEST_CASE("kiln sendchange --master delivers a change to a running master's listener") {
   const int port = free_port();

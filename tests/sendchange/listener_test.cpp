@@ -275,7 +275,18 @@ TEST_CASE("a wrong or missing login is answered 401 and adds no change") {
   CHECK(l.rec->changes.empty());
   CHECK(l.post(kChange, kAliceLogin).status == 200);
   CHECK(l.rec->changes.size() == 1);
-  CHECK_THAT(l.rec->all_logs(), Catch::Contains("refused a change from 127.0.0.1"));
+  CHECK_THAT(l.rec->all_logs(), Catch::Contains("refused POST /change from 127.0.0.1"));
+}
+
+TEST_CASE("a password given as its crypt hash accepts the password and nothing else") {
+  // `openssl passwd -6 -salt kilnsalt s3cret`
+  Listener l(json{{"user", "alice"},
+                  {"password", "$6$kilnsalt$L/yHRzBIlN3kM4VSnCbHHddLWbN42x5ryNZgxgH.3JNZ0EhKFXEy0OTOcsoHqBfNX2D3raoQjAtQ0Qgkm5qNX1"}});
+  REQUIRE(l.start() == KILN_OK);
+  CHECK(l.post(kChange, "Basic YWxpY2U6czNjcmV4").status == 401);  // alice:s3crex
+  CHECK(l.post(kChange, kAliceLogin).status == 200);
+  CHECK(l.post(kChange, kAliceLogin).status == 200);  // remembered, still right
+  CHECK(l.rec->changes.size() == 2);
 }
 
 TEST_CASE("malformed bodies are answered 400 naming the problem, and the listener keeps serving") {
@@ -358,7 +369,7 @@ TEST_CASE("with a prefix, files lose it, files outside are dropped, and a change
   CHECK(l.rec->changes.size() == 1);
 }
 
-TEST_CASE("a port already in use fails start with the address named; defaults are Buildbot's") {
+TEST_CASE("a port already in use fails start with the address named and the defaults are Buildbot's") {
   boost::asio::io_context io;
   tcp::acceptor taken(io, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
   const int port = taken.local_endpoint().port();

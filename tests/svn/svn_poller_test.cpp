@@ -4,6 +4,7 @@
 
 #include "svn_test_support.h"
 
+#include "util/config_errors.h"
 #include "util/poller_harness.h"
 
 #include <nlohmann/json.hpp>
@@ -294,4 +295,19 @@ TEST_CASE("svn-poller refuses a misspelt built-in splitter, an empty one and a r
   CHECK(revlink->find("has no %s") != std::string::npos);
   CHECK_FALSE(f.check({{"repourl", "file:///srv/svn"}, {"split_file", "split_file_projects_branches"}}));
   CHECK_FALSE(f.check({{"repourl", "file:///srv/svn"}, {"split_file", "my-splitter"}}));
+}
+
+TEST_CASE("checkconfig finds a split_file policy that is not declared, and leaves the built-in splitters alone") {
+  const std::string errors = kiln::testing::config_errors(
+      "workers:\n"
+      "  - {name: w1, type: local}\n"
+      "builders:\n"
+      "  - {name: b, workers: [w1], steps: [{type: shell, command: 'true'}]}\n"
+      "change_sources:\n"
+      "  - {type: svn-poller, name: custom, repourl: 'file:///srv/svn', split_file: my_splitter}\n"
+      "  - {type: svn-poller, name: builtin, repourl: 'file:///srv/svn2', split_file: split_file_branches}\n");
+  INFO(errors);
+  CHECK(std::count(errors.begin(), errors.end(), '\n') == 1);
+  CHECK_THAT(errors, Catch::Contains("master.yaml:6:") && Catch::Contains("split_file") &&
+                         Catch::Contains("unknown policy 'my_splitter'"));
 }

@@ -7,6 +7,7 @@
 // take it between our release and the server's bind. Ports below that range
 // are never given to outgoing connections, so the only risk left is another
 // test process choosing the same one, made unlikely by a random pick.
+// And whether something listens on a port now.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -46,6 +47,14 @@ inline uint16_t free_port() {
   }
   boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
   return a.local_endpoint().port();
+}
+
+inline bool listening(uint16_t port) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+  return !ec;
 }
 
 }  // namespace kiln::testing

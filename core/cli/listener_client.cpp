@@ -1,4 +1,4 @@
-#include "cli/sendchange_client.h"
+#include "cli/listener_client.h"
 
 #include "cli/control_client.h"
 
@@ -19,8 +19,17 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
 
-HttpAnswer post_change(const std::string& master, const std::string& auth,
-                       const nlohmann::json& change, std::chrono::milliseconds timeout) {
+std::string HttpAnswer::error() const {
+  const auto parsed = nlohmann::json::parse(body, nullptr, false);
+  if (parsed.is_object() && parsed.contains("error") && parsed["error"].is_string()) {
+    return parsed["error"].get<std::string>();
+  }
+  return body;
+}
+
+HttpAnswer http_call(const std::string& master, const std::string& auth, const std::string& method,
+                     const std::string& target, const std::string& body, const std::string& listener,
+                     std::chrono::milliseconds timeout) {
   const auto colon = master.rfind(':');
   std::string host = master.substr(0, colon);
   const std::string port = master.substr(colon + 1);
@@ -35,12 +44,12 @@ HttpAnswer post_change(const std::string& master, const std::string& auth,
   auto endpoints = resolver.resolve(host, port, ec);
   if (ec) throw ControlError("cannot resolve " + master + ": " + ec.message());
 
-  http::request<http::string_body> request{http::verb::post, "/change", 11};
+  http::request<http::string_body> request{http::string_to_verb(method), target, 11};
   request.set(http::field::host, host);
-  request.set(http::field::user_agent, "kiln-sendchange/" KILN_VERSION);
-  request.set(http::field::content_type, "application/json");
+  request.set(http::field::user_agent, "kiln/" KILN_VERSION);
+  if (!body.empty()) request.set(http::field::content_type, "application/json");
   request.set(http::field::authorization, "Basic " + sdk::base64_encode(auth));
-  request.body() = change.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  request.body() = body;
   request.prepare_payload();
 
   // One deadline for the whole exchange, enforced by the stream.
@@ -66,17 +75,24 @@ HttpAnswer post_change(const std::string& master, const std::string& auth,
   io.run();
 
   if (result == beast::error::timeout) {
-    throw ControlError("the sendchange listener at " + master + " did not answer within " +
+    throw ControlError(listener + " at " + master + " did not answer within " +
                        std::to_string(timeout.count() / 1000) + " s");
   }
   if (result == boost::asio::error::connection_refused) {
-    throw ControlError("cannot connect to " + master +
-                       ": connection refused (is a `sendchange` change source listening there?)");
+    throw ControlError("cannot connect to " + master + ": connection refused (is " + listener +
+                       " listening there?)");
   }
   if (result) throw ControlError("talking to " + master + ": " + result.message());
   boost::system::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   return {response.result_int(), std::move(response.body())};
+}
+
+HttpAnswer post_change(const std::string& master, const std::string& auth,
+                       const nlohmann::json& change, std::chrono::milliseconds timeout) {
+  return http_call(master, auth, "POST", "/change",
+                   change.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                   "a `sendchange` change source", timeout);
 }
 
 }  // namespace kiln::cli
