@@ -5,6 +5,7 @@
 // starts and stops. Timeouts are seconds, not Buildbot's minutes.
 
 #include "buildbot_worker/bbw_support.h"
+#include "kiln_worker_process.h"
 
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
@@ -189,4 +190,20 @@ TEST_CASE("exec-latent with builds_may_be_incompatible stops an instance started
   INFO(kiln::testing::read_file(root.path() / "lw1.log"));
   CHECK(finished[2]["results"] == KILN_SUCCESS);
   CHECK(events(root.path()) == std::vector<std::string>{"start one", "stop", "start two"});
+}
+
+TEST_CASE("exec-latent refuses a worker that connects while no start is under way") {
+  TempDir root("kiln-latent");
+  const uint16_t port = free_port();
+  LogCapture log;
+  EngineFixture f(latent_yaml(port, kiln_worker_commands(root.path()), kHelloBuilder));
+  REQUIRE(f.start().empty());
+  // Started by hand, not by the master: it gets in, and is sent away.
+  kiln_worker_test::KilnWorkerProcess stray(root.path(), "lw1", "pw-one", port);
+  stray.start();
+  CHECK(f.run_until([&] { return log.text().find("refused a connection for 'lw1'") != std::string::npos; },
+                    std::chrono::seconds(10)));
+  CHECK(log.text().find("not starting this latent worker now") != std::string::npos);
+  CHECK(worker_status(f)["connected"] == false);
+  CHECK(events(root.path()).empty());
 }
