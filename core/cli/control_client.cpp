@@ -664,6 +664,20 @@ std::string format_status(const json& status, int64_t now) {
       builds += "/" + max.dump();
     }
     std::string connected = w.value("connected", false) ? "yes" : "no";
+    if (w.value("latent", false)) {
+      if (w.value("insubstantiating", false)) {
+        connected += " (latent, stopping)";
+      } else if (w.value("substantiating", 0) > 0 && !w.value("connected", false)) {
+        connected += " (latent, starting)";
+      } else {
+        connected += " (latent)";
+      }
+    }
+    if (const auto quarantine = w.value("quarantine", json()); quarantine.is_object()) {
+      for (const auto& [builder, seconds] : quarantine.items()) {
+        connected += " (quarantined for " + builder + ": " + text_of(seconds) + " s)";
+      }
+    }
     if (const auto problem = w.value("problem", json()); problem.is_string()) {
       connected += " (" + problem.get<std::string>() + ")";
     }

@@ -83,7 +83,9 @@ constexpr const char* kCoreSchema = R"json({
         "name": {"$ref": "#/definitions/name"},
         "type": {"$ref": "#/definitions/type"},
         "max_builds": {"type": "integer", "minimum": 1},
-        "properties": {"$ref": "#/definitions/properties"}
+        "properties": {"$ref": "#/definitions/properties"},
+        "build_wait_timeout": {"type": "integer",
+                               "description": "Latent workers: seconds a started worker waits for another build before it is stopped (Buildbot's build_wait_timeout; 0 stops it after each build, negative never). Default 600."}
       }
     },
     "change_source": {

@@ -204,7 +204,13 @@ std::vector<WorkerSlot*> BuildDistribution::available_workers(const BuilderSlot&
     auto it = core_.workers.find(name);
     if (it == core_.workers.end()) continue;
     WorkerSlot* w = it->second.get();
-    if (!w->connected || static_cast<int>(w->builds.size()) >= w->max_builds) continue;
+    if (static_cast<int>(w->builds.size()) >= w->max_builds) continue;
+    // A latent worker that is down is started for the build.
+    if (!w->connected && !w->latent) continue;
+    if (w->latent && (w->insubstantiating || !w->instance || !w->problem.empty() ||
+                      w->incompatible.count(builder.config->name))) {
+      continue;
+    }
     if (!quarantine_.empty() && quarantined(*w, builder)) continue;
     out.push_back(w);
   }

@@ -85,6 +85,11 @@ class BuildDistribution {
   // {builder: seconds left} for a quarantined worker; null when none.
   nlohmann::json quarantine_of(const std::string& worker) const;
 
+  // A worker may not start builds of the builder for a while (1 s doubling
+  // to 1 h); release() ends it and resets the backoff.
+  void quarantine(const WorkerSlot& worker, const BuilderSlot& builder);
+  void release(const WorkerSlot& worker, const BuilderSlot& builder);
+
   static constexpr uint64_t kFirstQuarantineMs = 1000;
   static constexpr uint64_t kMaxQuarantineMs = 3600 * 1000;
 
@@ -108,8 +113,6 @@ class BuildDistribution {
   std::vector<PendingRequest> take_requests(BuilderSlot& builder, size_t index);
 
   bool quarantined(const WorkerSlot& worker, const BuilderSlot& builder) const;
-  void quarantine(const WorkerSlot& worker, const BuilderSlot& builder);
-  void release(const WorkerSlot& worker, const BuilderSlot& builder);
 
   nlohmann::json builder_json(const BuilderSlot& builder) const;
   static nlohmann::json request_json(const BuilderSlot& builder, const PendingRequest& request);

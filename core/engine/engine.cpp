@@ -173,6 +173,13 @@ std::string Engine::start() { return core_->start(); }
 void Engine::stop(std::function<void()> done) {
   EngineCore& core = *core_;
   core.stopping = true;
+  // Builds still waiting for a latent worker to start never began: their
+  // requests wait for the next start.
+  std::vector<Build*> substantiating;
+  for (auto& [ptr, build] : core.builds) {
+    if (build->substantiation != 0) substantiating.push_back(ptr);
+  }
+  for (Build* build : substantiating) core.abandon_build(*build);
   for (auto& [ptr, build] : core.builds) {
     // As Buildbot does when a master goes away: the work is not dropped,
     // the build ends RETRY and its request waits for the next start.
@@ -415,7 +422,17 @@ std::string EngineCore::create_worker(WorkerSlot& slot) {
   auto ctx = std::make_unique<WorkerContext>(*this, slot, slot.config->common);
   slot.context = ctx.get();
   slot.instance = create_instance(*slot.config, std::move(ctx), error);
-  if (!slot.instance) slot.context = nullptr;
+  if (!slot.instance) {
+    slot.context = nullptr;
+    return error;
+  }
+  const auto* vt = slot.instance->vtable<kiln_worker_vtable>();
+  slot.latent = KILN_HAS(kiln_worker_vtable, vt, substantiate) && KILN_HAS(kiln_worker_vtable, vt, insubstantiate);
+  slot.build_wait_timeout_s = slot.config->common.value("build_wait_timeout", int64_t{600});
+  if (!slot.latent && slot.config->common.contains("build_wait_timeout")) {
+    spdlog::warn("worker '{}': build_wait_timeout is for latent workers; a '{}' worker ignores it", slot.name,
+                 slot.config->type);
+  }
   return error;
 }
 
@@ -670,9 +687,11 @@ void EngineCore::abandon_build(Build& build) {
     store.unclaim_requests(build.brids, [](store::Status) {});
     BuildDistribution::requeue(*build.builder, build.requests);
   }
+  WorkerSlot& worker = *build.worker;
   build.builder->running.erase(&build);
-  build.worker->builds.erase(&build);
+  worker.builds.erase(&build);
   builds.erase(&build);
+  if (worker.builds.empty()) worker_idle(worker);
   schedule_start_builds();
 }
 
@@ -722,8 +741,15 @@ void EngineCore::begin_build(Build& build, const json& buildrequest, const json&
     build.properties["reason"] = json::array({buildset["reason"], "Build"});
   }
   build.steps = bc.steps;
-  build.started_at = static_cast<int64_t>(now_s());
+  if (build.worker->latent) {
+    substantiate_for(build);
+    return;
+  }
+  record_build(build);
+}
 
+void EngineCore::record_build(Build& build) {
+  build.started_at = static_cast<int64_t>(now_s());
   store.add_build(
       build.builder->builderid, build.brids[0], build.worker->workerid, masterid, build.started_at,
       "building", guarded(alive, [this, &build](store::Result<store::BuildIds> ids) {
@@ -965,7 +991,13 @@ void EngineCore::finish_build(Build& build) {
   worker.builds.erase(&build);
   builds_by_id.erase(build.buildid);
   builds.erase(&build);
-  if (worker.builds.empty() && (worker.removed || worker.replacement)) after_worker_idle(worker);
+  if (worker.builds.empty()) {
+    if (worker.removed || worker.replacement) {
+      after_worker_idle(worker);
+    } else {
+      worker_idle(worker);
+    }
+  }
   if (builder.running.empty() && builder.removed) after_builder_idle(builder);
   schedule_start_builds();
 }
@@ -1161,6 +1193,11 @@ std::optional<std::string> EngineCore::finish_file_upload(const RunningCommand& 
 }
 
 void EngineCore::worker_lost(WorkerSlot& worker, const std::string& reason) {
+  // The instance that refused them is gone.
+  if (!worker.incompatible.empty()) {
+    worker.incompatible.clear();
+    schedule_start_builds();
+  }
   for (Build* build : worker.builds) build->worker_lost = true;
   std::vector<uint64_t> ids;
   for (const auto& [id, c] : commands) {
@@ -1533,6 +1570,10 @@ json EngineCore::status() const {
                               {"running", w->builds.size()},
                               {"max_builds", w->max_builds},
                               {"problem", w->problem.empty() ? json() : json(w->problem)},
+                              {"latent", w->latent},
+                              {"substantiating", std::count_if(w->builds.begin(), w->builds.end(),
+                                                               [](const Build* b) { return b->substantiation != 0; })},
+                              {"insubstantiating", w->insubstantiating},
                               {"quarantine", distribution->quarantine_of(name)}});
   }
   out["locks"] = locks.status();

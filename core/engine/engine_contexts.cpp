@@ -163,7 +163,30 @@ kiln_status WorkerContext::worker_connected(std::string_view info_json) {
   spdlog::info("worker '{}' connected", slot_.name);
   core_.publish("workers/" + std::to_string(slot_.workerid) + "/connected",
                 {{"workerid", slot_.workerid}, {"name", slot_.name}, {"workerinfo", slot_.info}});
+  // A latent worker up for a build that went meanwhile still stops.
+  if (slot_.latent && slot_.builds.empty()) core_.worker_idle(slot_);
   core_.schedule_start_builds();
+  return KILN_OK;
+}
+
+kiln_status WorkerContext::render(std::string_view text, std::string& out, std::string& error) {
+  json worker = slot_.info;
+  worker["name"] = slot_.name;
+  InterpolateScope scope;
+  json properties;
+  if (slot_.rendering_for != nullptr) {
+    scope = core_.scope_for(*slot_.rendering_for);
+  } else {
+    properties = json::object();
+    for (const auto& [k, v] : core_.config.master.properties.items()) properties[k] = json::array({v, "Master"});
+    for (const auto& [k, v] : slot_.properties.items()) properties[k] = json::array({v, "Worker"});
+    properties["workername"] = json::array({slot_.name, "Worker"});
+    scope.properties = &properties;
+  }
+  scope.worker = &worker;
+  auto rendered = render_interpolate(text, scope, error);
+  if (!rendered) return KILN_ERR_INVALID_ARGUMENT;
+  out = std::move(*rendered);
   return KILN_OK;
 }
 

@@ -60,6 +60,10 @@ class WorkerContext final : public ComponentContext {
  public:
   WorkerContext(EngineCore& core, WorkerSlot& slot, nlohmann::json common);
 
+  // Interpolate with the master's and the worker's properties and its
+  // info; inside a call to the plugin's substantiate, with the properties
+  // and sources of the build it starts for.
+  kiln_status render(std::string_view text, std::string& out, std::string& error) override;
   kiln_status worker_connected(std::string_view info_json) override;
   kiln_status worker_disconnected(std::string_view reason) override;
   kiln_status command_output(uint64_t command_id, kiln_stream stream, Bytes data) override;

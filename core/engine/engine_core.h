@@ -77,6 +77,20 @@ struct WorkerSlot {
   std::shared_ptr<const config::ComponentConfig> replacement;
   bool removed = false;
   std::string problem;  // why it failed to start; a reconfig retries it
+
+  // Latent workers (the plugin offers substantiate/insubstantiate, as
+  // Buildbot's AbstractLatentWorker): started for a build, stopped after
+  // build_wait_timeout seconds without one (latent_workers.cpp).
+  bool latent = false;
+  int64_t build_wait_timeout_s = 600;  // 0: at once; negative: never
+  uint64_t idle_timer = 0;
+  bool insubstantiating = false;  // from insubstantiate until its done
+  // Builders whose request the running instance refused as incompatible:
+  // they wait until it stops (then it starts again for them).
+  std::set<std::string> incompatible;
+  // The build whose substantiate call is in progress: the context renders
+  // with its properties.
+  const Build* rendering_for = nullptr;
 };
 
 struct PendingRequest {
@@ -178,6 +192,7 @@ struct Build {
   std::unique_ptr<StepRun> current;
   std::string current_step_name;
   std::unique_ptr<LockClaim> locks;  // its builder's, for the whole build
+  uint64_t substantiation = 0;  // while its latent worker starts for it
 };
 
 // What a reconfig needs from the store before it changes anything.
@@ -228,6 +243,7 @@ struct EngineCore {
   void start_build(BuilderSlot& builder, WorkerSlot& worker, std::vector<PendingRequest> requests,
                    std::unique_ptr<LockClaim> locks);
   void begin_build(Build& build, const json& buildrequest, const json& buildset);
+  void record_build(Build& build);  // its properties assembled, its worker up
   void abandon_build(Build& build);  // before it started: back to the queue
   void run_next_step(Build& build);
   void start_step(Build& build, config::ComponentConfig step_config);
@@ -251,6 +267,16 @@ struct EngineCore {
   // Puts a finished file upload in place (or drops it); says why it failed.
   std::optional<std::string> finish_file_upload(const RunningCommand& command, bool ok);
   void worker_lost(WorkerSlot& worker, const std::string& reason);
+
+  // --- latent workers (latent_workers.cpp) -------------------------------
+  // Starts (or joins the start of) the build's latent worker, then records
+  // the build; a failure quarantines the worker and requeues the requests.
+  void substantiate_for(Build& build);
+  // The worker has no build left: arm its idle timer, or stop it now when
+  // a request waits for a different instance.
+  void worker_idle(WorkerSlot& worker);
+  void insubstantiate(WorkerSlot& worker, const std::string& why);
+  void cancel_idle_timer(WorkerSlot& worker);
 
   // --- logs -------------------------------------------------------------
   void flush_logs();
@@ -290,6 +316,7 @@ struct EngineCore {
   std::map<int64_t, Build*> builds_by_id;
   std::map<uint64_t, RunningCommand> commands;
   uint64_t next_command_id = 1;
+  uint64_t next_substantiation = 1;
   bool start_builds_scheduled = false;
   bool stopping = false;
   uint64_t log_flush_timer = 0;

@@ -234,6 +234,7 @@ void EngineCore::apply_reconfig(ReconfigPlan& plan, std::function<void(json)> do
       slot.config = slot.owned_config.get();
       slot.max_builds = w.common.value("max_builds", 1);
       slot.properties = w.common.value("properties", json::object());
+      slot.build_wait_timeout_s = w.common.value("build_wait_timeout", int64_t{600});
       if (slot.context) slot.context->set_common(w.common);
       slot.replacement.reset();
       note("worker '" + w.name + "' settings changed");
@@ -336,6 +337,9 @@ void EngineCore::reconcile_components(const std::vector<config::ComponentConfig>
 void EngineCore::replace_worker(WorkerSlot& worker,
                                 std::shared_ptr<const config::ComponentConfig> next) {
   if (worker.context && worker.connected) worker.context->worker_disconnected("reconfigured");
+  cancel_idle_timer(worker);
+  worker.incompatible.clear();
+  worker.insubstantiating = false;
   if (worker.instance) {
     stop_component(*worker.instance);
     worker.instance.reset();

@@ -6,9 +6,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -24,7 +27,10 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using PlainWebSocket = websocket::stream<beast::tcp_stream>;
+using TlsWebSocket = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
 
 namespace {
 
@@ -70,11 +76,12 @@ bool same_secret(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-// One accepted TCP connection, from the upgrade request to its end. Server
-// thread only.
-class Connection : public std::enable_shared_from_this<Connection> {
+// One accepted TCP connection, from the TLS handshake (over TlsWebSocket)
+// or the upgrade request to its end. Server thread only.
+template <class WebSocket>
+class BasicConnection final : public Connection, public std::enable_shared_from_this<BasicConnection<WebSocket>> {
  public:
-  Connection(Server& server, tcp::socket socket) : server_(server), ws_(std::move(socket)) {
+  BasicConnection(Server& server, WebSocket ws) : server_(server), ws_(std::move(ws)) {
     beast::error_code ec;
     const auto remote = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
     peer_ = ec ? std::string("?") : endpoint_text(remote);
@@ -82,28 +89,34 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void run() {
     beast::get_lowest_layer(ws_).expires_after(kHandshakeTimeout);
-    http::async_read(ws_.next_layer(), buffer_, request_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_request(ec); });
+    if constexpr (std::is_same_v<WebSocket, TlsWebSocket>) {
+      ws_.next_layer().async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+        if (ec) return self->abort("TLS handshake failed: " + ec.message());
+        self->read_request();
+      });
+    } else {
+      read_request();
+    }
   }
 
-  void start_reading() {
+  void start_reading() override {
     started_ = true;
     read();
   }
 
-  void read() {
+  void read() override {
     if (!started_ || reading_ || closed_) return;
     reading_ = true;
-    ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+    ws_.async_read(in_, [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
-  void send(std::string payload) {
+  void send(std::string payload) override {
     if (closed_) return;
     out_.push_back(std::move(payload));
     if (!writing_) write_next();
   }
 
-  void abort(const std::string& reason) {
+  void abort(const std::string& reason) override {
     if (closed_) return;
     closed_ = true;
     beast::get_lowest_layer(ws_).close();
@@ -112,6 +125,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
+  void read_request() {
+    http::async_read(ws_.next_layer(), buffer_, request_,
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_request(ec); });
+  }
+
   void on_request(beast::error_code ec) {
     if (ec) return abort("no upgrade request: " + ec.message());
     if (!websocket::is_upgrade(request_)) return refuse(http::status::bad_request);
@@ -138,14 +156,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ws_.read_message_max(kMaxMessage);
     ws_.auto_fragment(false);
     ws_.binary(true);
-    ws_.async_accept(request_, [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
+    ws_.async_accept(request_, [self = this->shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
   }
 
   void refuse(http::status status) {
     auto res = std::make_shared<http::response<http::empty_body>>(status, 11);
     res->keep_alive(false);
     res->prepare_payload();
-    http::async_write(ws_.next_layer(), *res, [self = shared_from_this(), res](beast::error_code, size_t) {
+    http::async_write(ws_.next_layer(), *res, [self = this->shared_from_this(), res](beast::error_code, size_t) {
       self->abort("refused: " + std::string(res->reason()));
     });
   }
@@ -153,7 +171,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_accept(beast::error_code ec) {
     if (ec) return abort("WebSocket handshake failed: " + ec.message());
     link_ = std::make_shared<Link>(server_.weak_from_this(), peer_);
-    link_->bind(weak_from_this());
+    link_->bind(this->weak_from_this());
     if (!server_.dispatch(name_, link_)) abort("no worker '" + name_ + "' is configured any more");
   }
 
@@ -180,7 +198,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void write_next() {
     writing_ = true;
-    ws_.async_write(asio::buffer(out_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
+    ws_.async_write(asio::buffer(out_.front()), [self = this->shared_from_this()](beast::error_code ec, size_t) {
       self->writing_ = false;
       if (ec) return self->abort("cannot write to the worker: " + ec.message());
       self->out_.pop_front();
@@ -189,7 +207,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Server& server_;
-  websocket::stream<beast::tcp_stream> ws_;
+  WebSocket ws_;
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
   beast::flat_buffer in_;
@@ -254,6 +272,7 @@ bool Link::may_read() {
 
 struct Server::Impl {
   asio::io_context io{1};
+  std::optional<ssl::context> tls;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
   tcp::acceptor acceptor{io};
   asio::steady_timer retry{io};
@@ -261,7 +280,8 @@ struct Server::Impl {
   std::map<const Connection*, std::shared_ptr<Connection>> connections;
 };
 
-Server::Server(std::string key) : key_(std::move(key)), impl_(std::make_unique<Impl>()) {}
+Server::Server(std::string key, std::optional<TlsFiles> tls)
+    : key_(std::move(key)), tls_(std::move(tls)), impl_(std::make_unique<Impl>()) {}
 
 std::optional<tcp::endpoint> Server::parse_listen(const std::string& listen, std::string& error) {
   const auto colon = listen.rfind(':');
@@ -292,7 +312,8 @@ std::optional<tcp::endpoint> Server::parse_listen(const std::string& listen, std
   return tcp::endpoint(address, static_cast<uint16_t>(port));
 }
 
-std::shared_ptr<Server> Server::acquire(const std::string& listen, std::string& error) {
+std::shared_ptr<Server> Server::acquire(const std::string& listen, const std::optional<TlsFiles>& tls,
+                                        std::string& error) {
   auto endpoint = parse_listen(listen, error);
   if (!endpoint) return nullptr;
   const std::string key = endpoint_text(*endpoint);
@@ -300,9 +321,13 @@ std::shared_ptr<Server> Server::acquire(const std::string& listen, std::string& 
   {
     std::lock_guard lock(registry_mutex());
     if (auto it = registry().find(key); it != registry().end()) {
-      if (auto existing = it->second.lock()) return existing;
+      if (auto existing = it->second.lock()) {
+        if (existing->tls_ == tls) return existing;
+        error = "the workers listening on " + key + " must agree on tls (the same cert and key, or none)";
+        return nullptr;
+      }
     }
-    std::shared_ptr<Server> server(new Server(key));
+    std::shared_ptr<Server> server(new Server(key, tls));
     if (server->listen(*endpoint, error)) {
       registry()[key] = server;
       return server;
@@ -315,6 +340,21 @@ std::shared_ptr<Server> Server::acquire(const std::string& listen, std::string& 
 bool Server::listen(const tcp::endpoint& endpoint, std::string& error) {
   auto& acceptor = impl_->acceptor;
   boost::system::error_code ec;
+  if (tls_) {
+    auto& context = impl_->tls.emplace(ssl::context::tls_server);
+    context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    context.use_certificate_chain_file(tls_->cert, ec);
+    if (ec) {
+      error = "tls: cannot use the certificate '" + tls_->cert + "': " + ec.message();
+      return false;
+    }
+    context.use_private_key_file(tls_->key, ssl::context::pem, ec);
+    if (ec) {
+      error = "tls: cannot use the key '" + tls_->key + "': " + ec.message();
+      return false;
+    }
+  }
   acceptor.open(endpoint.protocol(), ec);
   if (!ec) close_on_exec(acceptor);
   if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
@@ -353,9 +393,15 @@ void Server::accept_next() {
     boost::system::error_code ignored;
     socket.set_option(asio::socket_base::keep_alive(true), ignored);
     socket.set_option(tcp::no_delay(true), ignored);
-    auto c = std::make_shared<Connection>(*this, std::move(socket));
-    track(c);
-    c->run();
+    if (impl_->tls) {
+      auto c = std::make_shared<BasicConnection<TlsWebSocket>>(*this, TlsWebSocket(std::move(socket), *impl_->tls));
+      track(c);
+      c->run();
+    } else {
+      auto c = std::make_shared<BasicConnection<PlainWebSocket>>(*this, PlainWebSocket(std::move(socket)));
+      track(c);
+      c->run();
+    }
     accept_next();
   });
 }

@@ -27,7 +27,22 @@
 namespace kiln::buildbot_worker {
 
 class Server;
-class Connection;
+
+// One accepted connection, plain or TLS (server.cpp): what a Link needs.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual void start_reading() = 0;
+  virtual void read() = 0;
+  virtual void send(std::string payload) = 0;
+  virtual void abort(const std::string& reason) = 0;
+};
+
+// The certificate (chain) and key files of a TLS listener, PEM.
+struct TlsFiles {
+  std::string cert, key;
+  bool operator==(const TlsFiles& o) const { return cert == o.cert && key == o.key; }
+};
 
 struct LinkEvent {
   enum class Kind { kMessage, kClosed };
@@ -83,9 +98,11 @@ class Server : public std::enable_shared_from_this<Server> {
   // must only hand the link on (post it to the loop).
   using OnConnect = std::function<void(std::shared_ptr<Link>)>;
 
-  // The server for `listen` ("host:port"), started on first use. Shares
-  // by the normalised address.
-  static std::shared_ptr<Server> acquire(const std::string& listen, std::string& error);
+  // The server for `listen` ("host:port"), started on first use, with TLS
+  // when `tls` is given. Shares by the normalised address; workers sharing
+  // one must agree on TLS.
+  static std::shared_ptr<Server> acquire(const std::string& listen, const std::optional<TlsFiles>& tls,
+                                         std::string& error);
   // "127.0.0.1:9989", "[::1]:9989", "0.0.0.0:9989"; nullopt with `error`.
   static std::optional<boost::asio::ip::tcp::endpoint> parse_listen(const std::string& listen,
                                                                       std::string& error);
@@ -101,6 +118,7 @@ class Server : public std::enable_shared_from_this<Server> {
   void remove_endpoint(const std::string& name);
 
   uint16_t port() const { return port_; }
+  bool tls() const { return tls_.has_value(); }
   const std::string& address() const { return key_; }
 
   // --- server thread (Connection) ---
@@ -114,11 +132,12 @@ class Server : public std::enable_shared_from_this<Server> {
 
  private:
   struct Impl;
-  explicit Server(std::string key);
+  Server(std::string key, std::optional<TlsFiles> tls);
   bool listen(const boost::asio::ip::tcp::endpoint& endpoint, std::string& error);
   void accept_next();
 
   std::string key_;
+  std::optional<TlsFiles> tls_;
   uint16_t port_ = 0;
   std::unique_ptr<Impl> impl_;
   std::mutex endpoints_mutex_;

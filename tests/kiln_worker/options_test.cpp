@@ -54,6 +54,20 @@ TEST_CASE("kiln-worker refuses bad settings with a message naming the flag, file
   auto unknown_flag = run_to_end(root.path(), {"--masterr", "h:1"});
   CHECK(exit_status(unknown_flag.status) == 2);
   CHECK(unknown_flag.output.find("unknown flag --masterr") != std::string::npos);
+
+  auto ca_without_tls = run_to_end(root.path(), {"--master", "ws://h:1", "--name", "bw1", "--password", "x",
+                                                 "--ca-file", (root.path() / "bad.conf").string()});
+  CHECK(exit_status(ca_without_tls.status) == 2);
+  CHECK(ca_without_tls.output.find("ca_file is for a wss:// master") != std::string::npos);
+
+  auto missing_ca = run_to_end(root.path(), {"--master", "wss://h:1", "--name", "bw1", "--password", "x",
+                                             "--ca-file", (root.path() / "nope.pem").string()});
+  CHECK(exit_status(missing_ca.status) == 2);
+  CHECK(missing_ca.output.find("cannot read CA file " + (root.path() / "nope.pem").string()) != std::string::npos);
+
+  auto bad_url = run_to_end(root.path(), {"--master", "wss://nowhere", "--name", "bw1", "--password", "x"});
+  CHECK(exit_status(bad_url.status) == 2);
+  CHECK(bad_url.output.find("is not HOST:PORT, ws://HOST:PORT or wss://HOST:PORT") != std::string::npos);
 }
 
 TEST_CASE("kiln-worker backs off exponentially with jitter between failed connects, then gives up at --max-retries") {

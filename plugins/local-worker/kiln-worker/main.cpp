@@ -15,6 +15,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -37,6 +38,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace kw = kiln::kiln_worker;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 // A master that does not complete the handshake in this time is retried.
@@ -68,6 +70,24 @@ class Worker {
   }
 
   int run() {
+    if (options_.tls) {
+      // wss://: the master's certificate must chain to the CA file (or the
+      // system's CAs) and name the host we connect to.
+      auto& context = tls_.emplace(ssl::context::tls_client);
+      context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                          ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+      boost::system::error_code tls_error;
+      if (options_.ca_file.empty()) {
+        context.set_default_verify_paths(tls_error);
+      } else {
+        context.load_verify_file(options_.ca_file, tls_error);
+      }
+      if (tls_error) {
+        log_line("cannot load the CA certificates " + options_.ca_file + ": " + tls_error.message());
+        return 2;
+      }
+      context.set_verify_mode(ssl::verify_peer);
+    }
     std::error_code ec;
     std::filesystem::create_directories(options_.basedir, ec);
     if (ec) {
@@ -100,12 +120,20 @@ class Worker {
                             [this](beast::error_code ec, tcp::resolver::results_type results) {
                               if (stopping_) return;
                               if (ec) return retry("cannot resolve " + options_.master_host + ": " + ec.message());
-                              ws_.emplace(net_);
-                              beast::get_lowest_layer(*ws_).expires_after(kConnectTimeout);
-                              beast::get_lowest_layer(*ws_).async_connect(
-                                  results, [this](beast::error_code error, const tcp::endpoint&) {
-                                    on_connect(error);
-                                  });
+                              if (tls_) {
+                                ws_.emplace(std::in_place_type<kw::TlsWebSocket>, net_, *tls_);
+                              } else {
+                                ws_.emplace(std::in_place_type<kw::PlainWebSocket>, net_);
+                              }
+                              std::visit(
+                                  [&](auto& ws) {
+                                    beast::get_lowest_layer(ws).expires_after(kConnectTimeout);
+                                    beast::get_lowest_layer(ws).async_connect(
+                                        results, [this](beast::error_code error, const tcp::endpoint&) {
+                                          on_connect(error);
+                                        });
+                                  },
+                                  *ws_);
                             });
   }
 
@@ -115,14 +143,39 @@ class Worker {
     // As Buildbot's worker: a TCP connection that was made restarts the
     // backoff, whatever the handshake then says.
     attempt_ = 0;
-    auto& socket = beast::get_lowest_layer(*ws_).socket();
-    socket.set_option(tcp::no_delay(true));
-    socket.set_option(asio::socket_base::keep_alive(true));
-    ws_->set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
-      req.set(http::field::user_agent, std::string("kiln-worker/") + kw::kVersion);
-      req.set(http::field::authorization, kiln::worker_wire::basic_auth({options_.name, options_.password}));
-    }));
-    ws_->async_handshake(response_, master(), "/", [this](beast::error_code error) { on_handshake(error); });
+    std::visit(
+        [this](auto& ws) {
+          auto& socket = beast::get_lowest_layer(ws).socket();
+          socket.set_option(tcp::no_delay(true));
+          socket.set_option(asio::socket_base::keep_alive(true));
+          if constexpr (std::is_same_v<std::decay_t<decltype(ws)>, kw::TlsWebSocket>) {
+            auto& stream = ws.next_layer();
+            // SNI, and the name the certificate must carry.
+            SSL_set_tlsext_host_name(stream.native_handle(), options_.master_host.c_str());
+            stream.set_verify_callback(ssl::host_name_verification(options_.master_host));
+            stream.async_handshake(ssl::stream_base::client, [this](beast::error_code error) {
+              if (stopping_) return;
+              if (error) return retry("TLS handshake with " + master() + " failed: " + error.message());
+              upgrade();
+            });
+          } else {
+            upgrade();
+          }
+        },
+        *ws_);
+  }
+
+  // The WebSocket upgrade, with the worker's Basic credentials.
+  void upgrade() {
+    std::visit(
+        [this](auto& ws) {
+          ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
+            req.set(http::field::user_agent, std::string("kiln-worker/") + kw::kVersion);
+            req.set(http::field::authorization, kiln::worker_wire::basic_auth({options_.name, options_.password}));
+          }));
+          ws.async_handshake(response_, master(), "/", [this](beast::error_code error) { on_handshake(error); });
+        },
+        *ws_);
   }
 
   void on_handshake(beast::error_code ec) {
@@ -136,7 +189,6 @@ class Worker {
       }
       return retry("WebSocket handshake with " + master() + " failed: " + ec.message());
     }
-    beast::get_lowest_layer(*ws_).expires_never();
     websocket::stream_base::timeout timeouts{};
     timeouts.handshake_timeout = kConnectTimeout;
     if (options_.keepalive_seconds > 0) {
@@ -148,9 +200,14 @@ class Worker {
       timeouts.idle_timeout = websocket::stream_base::none();
       timeouts.keep_alive_pings = false;
     }
-    ws_->set_option(timeouts);
-    ws_->read_message_max(64u * 1024 * 1024);
-    log_line("connected to " + master());
+    std::visit(
+        [&](auto& ws) {
+          beast::get_lowest_layer(ws).expires_never();
+          ws.set_option(timeouts);
+          ws.read_message_max(64u * 1024 * 1024);
+        },
+        *ws_);
+    log_line(std::string("connected to ") + (tls_ ? "wss://" : "") + master());
     session_ = std::make_shared<kw::Session>(
         net_, std::move(*ws_), commands_, settings_, info_, log_line,
         [this](const std::string& reason, bool shutdown) { on_session_closed(reason, shutdown); });
@@ -206,7 +263,7 @@ class Worker {
     signals_.cancel();
     retry_timer_.cancel();
     resolver_.cancel();
-    if (ws_) beast::get_lowest_layer(*ws_).close();
+    if (ws_) std::visit([](auto& ws) { beast::get_lowest_layer(ws).close(); }, *ws_);
     const bool busy = session_ && session_->running_commands() > 0;
     if (session_) session_->close("kiln-worker is stopping");
     if (!busy) return;
@@ -236,6 +293,7 @@ class Worker {
   asio::signal_set signals_;
   asio::steady_timer retry_timer_, stop_timer_;
   tcp::resolver resolver_;
+  std::optional<ssl::context> tls_;  // for wss:// masters
   std::optional<kw::WebSocket> ws_;
   http::response<http::string_body> response_;
   std::shared_ptr<kw::Session> session_;

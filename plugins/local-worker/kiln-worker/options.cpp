@@ -15,7 +15,7 @@ namespace {
 const std::vector<std::string>& known_keys() {
   static const std::vector<std::string> keys = {
       "master", "name",      "password",      "password_file", "basedir",       "max_builds", "admin",
-      "host",   "shell",     "keepalive",     "reconnect_min", "reconnect_max", "max_retries"};
+      "host",   "shell",     "keepalive",     "reconnect_min", "reconnect_max", "max_retries", "ca_file"};
   return keys;
 }
 
@@ -95,7 +95,10 @@ std::string usage() {
          "\n"
          "  --config FILE        read `key = value` lines (keys as the flags, - or _);\n"
          "                       flags given on the command line win\n"
-         "  --master HOST:PORT   the master's buildbot-worker listen address\n"
+         "  --master HOST:PORT   the master's buildbot-worker listen address; wss://HOST:PORT\n"
+         "                       for a master that serves TLS (ws://HOST:PORT: plain)\n"
+         "  --ca-file FILE       wss://: PEM CA certificates the master's certificate must\n"
+         "                       chain to (default: the system's); its name must match HOST\n"
          "  --name NAME          the worker's name in the master's config\n"
          "  --password PW        its password (also: $KILN_WORKER_PASSWORD)\n"
          "  --password-file FILE read the password from FILE (first line)\n"
@@ -148,13 +151,21 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
 
   WorkerOptions o;
   const std::string master = values.count("master") ? values["master"] : "";
-  const auto colon = master.rfind(':');
   if (master.empty()) return fail("no master given (--master HOST:PORT)");
-  if (colon == std::string::npos || colon == 0 || colon + 1 == master.size()) {
-    return fail("master '" + master + "' is not HOST:PORT");
+  std::string address = master;
+  if (address.rfind("wss://", 0) == 0) {
+    o.tls = true;
+    address = address.substr(6);
+  } else if (address.rfind("ws://", 0) == 0) {
+    address = address.substr(5);
   }
-  o.master_host = master.substr(0, colon);
-  o.master_port = master.substr(colon + 1);
+  if (!address.empty() && address.back() == '/') address.pop_back();
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return fail("master '" + master + "' is not HOST:PORT, ws://HOST:PORT or wss://HOST:PORT");
+  }
+  o.master_host = address.substr(0, colon);
+  o.master_port = address.substr(colon + 1);
   if (o.master_host.size() >= 2 && o.master_host.front() == '[' && o.master_host.back() == ']') {
     o.master_host = o.master_host.substr(1, o.master_host.size() - 2);
   }
@@ -191,6 +202,12 @@ ParsedOptions parse_options(const std::vector<std::string>& args) {
   if (auto e = number(values, "reconnect_min", 0, o.reconnect_min_seconds)) return fail(*e);
   if (auto e = number(values, "reconnect_max", 0, o.reconnect_max_seconds)) return fail(*e);
   if (o.reconnect_max_seconds < o.reconnect_min_seconds) return fail("reconnect_max is below reconnect_min");
+  o.ca_file = values["ca_file"];
+  if (!o.ca_file.empty() && !o.tls) return fail("ca_file is for a wss:// master");
+  if (!o.ca_file.empty()) {
+    o.ca_file = std::filesystem::absolute(o.ca_file, ec).lexically_normal().string();
+    if (!std::filesystem::is_regular_file(o.ca_file, ec)) return fail("cannot read CA file " + o.ca_file);
+  }
   o.admin = values["admin"];
   o.description = values["host"];
   if (values.count("shell") && !values["shell"].empty()) o.shell = values["shell"];

@@ -12,8 +12,10 @@
 namespace kiln::kiln_worker {
 
 struct WorkerOptions {
-  std::string master_host;  // from master = HOST:PORT
+  std::string master_host;  // from master = [ws://|wss://]HOST:PORT
   std::string master_port;
+  bool tls = false;          // wss://: TLS, the master's certificate verified
+  std::string ca_file;       // PEM CA certificates to verify it with; empty: the system's
   std::string name;
   std::string password;
   std::string basedir;  // absolute once parsed

@@ -231,26 +231,37 @@ Session::Session(asio::io_context& net, WebSocket ws, asio::io_context& commands
 Session::~Session() { outbox_->close(); }
 
 void Session::start() {
-  ws_.binary(true);
-  ws_.auto_fragment(false);
+  std::visit(
+      [](auto& ws) {
+        ws.binary(true);
+        ws.auto_fragment(false);
+      },
+      ws_);
   read();
 }
 
 void Session::read() {
   if (closed_flag_) return;
-  ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    if (self->closed_flag_) return;
-    if (ec) {
-      const bool gone = ec == beast::websocket::error::closed || ec == asio::error::eof ||
-                        ec == asio::error::connection_reset || ec == beast::error::timeout;
-      self->close(gone ? (ec == beast::error::timeout ? "the master stopped answering" : "the master closed the connection")
-                       : "cannot read from the master: " + ec.message());
-      return;
-    }
-    if (self->ws_.got_binary()) self->on_message(beast::buffers_to_string(self->in_.data()));
-    self->in_.consume(self->in_.size());
-    self->read();
-  });
+  std::visit(
+      [&](auto& ws) {
+        ws.async_read(in_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+      },
+      ws_);
+}
+
+// The completion holds the session alive while this runs.
+void Session::on_read(beast::error_code ec) {
+  if (closed_flag_) return;
+  if (ec) {
+    const bool gone = ec == beast::websocket::error::closed || ec == asio::error::eof ||
+                      ec == asio::error::connection_reset || ec == beast::error::timeout;
+    close(gone ? (ec == beast::error::timeout ? "the master stopped answering" : "the master closed the connection")
+               : "cannot read from the master: " + ec.message());
+    return;
+  }
+  if (std::visit([](auto& ws) { return ws.got_binary(); }, ws_)) on_message(beast::buffers_to_string(in_.data()));
+  in_.consume(in_.size());
+  read();
 }
 
 void Session::close(const std::string& reason) {
@@ -258,8 +269,12 @@ void Session::close(const std::string& reason) {
   closed_flag_ = true;
   outbox_->close();
   beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  beast::get_lowest_layer(ws_).close();
+  std::visit(
+      [&](auto& ws) {
+        beast::get_lowest_layer(ws).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+        beast::get_lowest_layer(ws).close();
+      },
+      ws_);
   for (auto& [id, command] : commands_) command.runner->interrupt("kiln-worker lost its master: " + reason);
   commands_.clear();
   auto waiting = std::move(waiting_);
@@ -491,18 +506,25 @@ void Session::send(const Value& message, size_t accounted) {
 
 void Session::write_next() {
   writing_ = true;
-  ws_.async_write(asio::buffer(out_.front().first), [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->writing_ = false;
-    if (self->closed_flag_) return;
-    if (ec) return self->close("cannot write to the master: " + ec.message());
-    self->outbox_->sent(self->out_.front().second);
-    self->out_.pop_front();
-    if (!self->out_.empty()) {
-      self->write_next();
-    } else if (self->shutdown_requested_) {
-      self->close("the master asked this worker to shut down");
-    }
-  });
+  std::visit(
+      [&](auto& ws) {
+        ws.async_write(asio::buffer(out_.front().first),
+                       [self = shared_from_this()](beast::error_code ec, size_t) { self->on_written(ec); });
+      },
+      ws_);
+}
+
+void Session::on_written(beast::error_code ec) {
+  writing_ = false;
+  if (closed_flag_) return;
+  if (ec) return close("cannot write to the master: " + ec.message());
+  outbox_->sent(out_.front().second);
+  out_.pop_front();
+  if (!out_.empty()) {
+    write_next();
+  } else if (shutdown_requested_) {
+    close("the master asked this worker to shut down");
+  }
 }
 
 }  // namespace kiln::kiln_worker

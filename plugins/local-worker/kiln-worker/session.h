@@ -20,6 +20,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
 #include <deque>
@@ -33,7 +35,10 @@
 
 namespace kiln::kiln_worker {
 
-using WebSocket = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+using PlainWebSocket = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+using TlsWebSocket = boost::beast::websocket::stream<boost::beast::ssl_stream<boost::beast::tcp_stream>>;
+// ws:// or wss://, chosen by --master.
+using WebSocket = std::variant<PlainWebSocket, TlsWebSocket>;
 using Value = worker_wire::Value;
 
 class Outbox;
@@ -89,6 +94,7 @@ class Session : public std::enable_shared_from_this<Session> {
   using Reply = std::variant<Value, std::string>;  // a result, or an is_exception text
 
   void read();
+  void on_read(boost::beast::error_code ec);
   void on_message(const std::string& payload);
   Reply dispatch(const std::string& op, const Value& message);
   Reply start_command(const Value& message);
@@ -97,6 +103,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void call(std::string_view op, Value fields, Answer answer);
   void send(const Value& message, size_t accounted = 0);
   void write_next();
+  void on_written(boost::beast::error_code ec);
 
   boost::asio::io_context& net_;
   WebSocket ws_;
