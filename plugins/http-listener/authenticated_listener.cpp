@@ -402,4 +402,13 @@ std::string AuthenticatedListener::start() { return server_->start(); }
 void AuthenticatedListener::stop() { server_->stop(); }
 uint16_t AuthenticatedListener::port() const { return server_->port(); }
 
+sdk::Result<std::unique_ptr<AuthenticatedListener>> start_listener(ListenerSettings settings, Handler handler,
+                                                                   const sdk::Context& context) {
+  auto listener = std::make_unique<AuthenticatedListener>(
+      std::move(settings), std::move(handler),
+      [context](kiln_log_level level, std::string message) { context.log(level, message); });
+  if (auto error = listener->start(); !error.empty()) return sdk::Status(KILN_ERR_RETRY, error);
+  return listener;
+}
+
 }  // namespace kiln::http_listener

@@ -10,6 +10,8 @@
 // once; a body over the limit is refused unread (400).
 
 #include <kiln/plugin_api.h>
+#include <kiln/sdk/context.hpp>
+#include <kiln/sdk/status.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -77,6 +79,12 @@ class AuthenticatedListener {
  private:
   std::unique_ptr<ListenerServer> server_;
 };
+
+// A started listener for a plugin component, logging through its context
+// (host logging is safe from any thread). A port it cannot bind is
+// KILN_ERR_RETRY: a master that just stopped may still hold it.
+sdk::Result<std::unique_ptr<AuthenticatedListener>> start_listener(ListenerSettings settings, Handler handler,
+                                                                   const sdk::Context& context);
 
 // Empty when `interface` is an IP address; else what is wrong with it.
 std::string interface_problem(const std::string& interface);

@@ -172,18 +172,14 @@ sdk::Status TryScheduler::start() {
   settings.routes = {{"POST", "/try"}, {"GET", "/builders"}, {"GET", "/buildsets/", true}};
   settings.name = "kiln try";
   settings.max_body_bytes = static_cast<size_t>(config().value("max_patch_bytes", int64_t{10} << 20));
-  const sdk::Context ctx = context();
-  listener_ = std::make_unique<listener::AuthenticatedListener>(
+  auto started = listener::start_listener(
       std::move(settings),
       [this](listener::Request request, listener::Respond respond) {
         receive(std::move(request), std::move(respond));
       },
-      [ctx](kiln_log_level level, std::string message) { ctx.log(level, message); });
-  if (auto error = listener_->start(); !error.empty()) {
-    listener_.reset();
-    // Transient as a rule: a master that just stopped may still hold it.
-    return sdk::Status(KILN_ERR_RETRY, error);
-  }
+      context());
+  if (!started) return started.status();
+  listener_ = std::move(*started);
   context().info("listening for try jobs on http://" + config().value("interface", "") + ":" +
                  std::to_string(listener_->port()) + "/try (builders: " + joined(id_.builders) + ")");
   return {};

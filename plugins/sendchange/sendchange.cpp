@@ -68,19 +68,14 @@ class SendchangeSource : public sdk::ChangeSource {
     const json prefix = config().value("prefix", json());
     prefix_ = prefix.is_string() ? prefix.get<std::string>() : std::string();
 
-    const sdk::Context ctx = context();
-    listener_ = std::make_unique<listener::AuthenticatedListener>(
+    auto started = listener::start_listener(
         std::move(settings),
         [this](listener::Request request, listener::Respond respond) {
           receive(std::move(request), std::move(respond));
         },
-        // Host logging is safe from any thread.
-        [ctx](kiln_log_level level, std::string message) { ctx.log(level, message); });
-    if (auto error = listener_->start(); !error.empty()) {
-      listener_.reset();
-      // Transient as a rule: a master that just stopped may still hold it.
-      return sdk::Status(KILN_ERR_RETRY, error);
-    }
+        context());
+    if (!started) return started.status();
+    listener_ = std::move(*started);
     context().info("listening for changes on http://" + config().value("interface", "") + ":" +
                    std::to_string(listener_->port()) + "/change");
     if (default_login) {
