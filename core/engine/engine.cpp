@@ -1077,14 +1077,13 @@ kiln_status EngineCore::start_command(StepRun& run, const std::string& name, con
   switch (command.transfer) {
     case WireCommand::Transfer::kUploadFile:
     case WireCommand::Transfer::kUploadDirectory: {
-      fs::path dest = command.master_path;
-      if (command.transfer == WireCommand::Transfer::kUploadDirectory) {
-        fs::create_directories(dest, ec);
-        running.temp_path = (dest.parent_path() / ("." + dest.filename().string() + ".kiln-upload.tar")).string();
-      } else {
-        fs::create_directories(dest.parent_path(), ec);
-        running.temp_path = (dest.parent_path() / ("." + dest.filename().string() + ".kiln-upload")).string();
-      }
+      const fs::path dest = command.master_path;
+      // Hidden beside the destination; a directory arrives as a tar to unpack.
+      const bool directory = command.transfer == WireCommand::Transfer::kUploadDirectory;
+      fs::create_directories(directory ? dest : dest.parent_path(), ec);
+      running.temp_path =
+          (dest.parent_path() / ("." + dest.filename().string() + (directory ? ".kiln-upload.tar" : ".kiln-upload")))
+              .string();
       running.writing = std::make_unique<std::ofstream>(running.temp_path, std::ios::binary);
       if (!*running.writing) {
         error = "cannot write '" + running.temp_path + "' on the master";
