@@ -240,7 +240,9 @@ class Checker {
       bool core = std::find(owned.begin(), owned.end(), key) != owned.end();
       (core ? c.common : c.config)[key] = value;
     }
-    apply_schema_defaults(core_definition(definition), c.common);
+    // Steps are kept as written (one per builder and step adds up): the
+    // engine fills their defaults when a step starts.
+    if (kind != KILN_KIND_STEP) apply_schema_defaults(core_definition(definition), c.common);
     if (auto name = string_member(entry, "name")) c.name = *name;
     auto type = string_member(entry, "type");
     if (!type || type->empty()) return c;
@@ -256,14 +258,16 @@ class Checker {
     auto violations = validate_against_schema(*schema, c.config);
     report(violations, pointer, schema);
     if (!violations.empty()) return c;
-    apply_schema_defaults(*schema, c.config);
-    if (auto rejected = catalog_.check_with_plugin(kind, c.type, c.config)) {
+    json effective = c.config;
+    apply_schema_defaults(*schema, effective);
+    if (auto rejected = catalog_.check_with_plugin(kind, c.type, effective)) {
       // The SDK already names the type in what a plugin rejects.
       const std::string prefix = c.type + ": ";
       error(pointer, rejected->rfind(prefix, 0) == 0 ? *rejected : prefix + *rejected);
     }
     if (kind == KILN_KIND_POLICY) policy_hooks_[c.name] = catalog_.policy_hook(c.type);
-    note_policy_keys(*schema, c.config, pointer);
+    note_policy_keys(*schema, effective, pointer);
+    if (kind != KILN_KIND_STEP) c.config = std::move(effective);
     return c;
   }
 

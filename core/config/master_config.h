@@ -49,9 +49,11 @@ struct ComponentConfig {
   kiln_component_kind kind{};
   std::string type;              // the plugin type name (`type:`)
   std::string name;              // unique within its kind
+  // Defaults are applied to both, except for steps, which keep what was
+  // written (the engine fills their defaults when a step starts).
   nlohmann::json common;         // keys the core owns for this kind, except
-                                 // type and name; core defaults applied
-  nlohmann::json config;         // the plugin's own keys, defaults applied
+                                 // type and name
+  nlohmann::json config;         // the plugin's own keys
   std::string pointer;           // JSON Pointer of this entry in the document
   SourceLocation location;
 };

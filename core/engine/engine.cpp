@@ -4,6 +4,9 @@
 #include "engine/engine_core.h"
 #include "engine/worker_commands.h"
 
+#include "config/core_schema.h"
+#include "config/json_schema.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -825,6 +828,7 @@ void EngineCore::start_step(Build& build, config::ComponentConfig step_config) {
     InterpolateScope scope = scope_for(build);
     std::string error;
     r->common = r->config.common;
+    config::apply_schema_defaults(config::core_definition("step"), r->common);
     if (!render_json(r->common, scope, error)) {
       fail_step(*r, KILN_EXCEPTION, "cannot render step '" + r->name + "': " + error);
       return;
@@ -861,14 +865,15 @@ void EngineCore::run_step(StepRun& run) {
       step_finished(*r, KILN_SKIPPED, "skipped");
       return;
     }
-    json config = r->config.config;
-    if (!render_json(config, scope, error)) {
-      fail_step(*r, KILN_EXCEPTION, "cannot render step '" + r->name + "': " + error);
-      return;
-    }
     const auto* type = registry.find(KILN_KIND_STEP, r->config.type);
     if (!type) {
       fail_step(*r, KILN_EXCEPTION, "step type '" + r->config.type + "' is not loaded");
+      return;
+    }
+    json config = r->config.config;
+    config::apply_schema_defaults(type->schema, config);
+    if (!render_json(config, scope, error)) {
+      fail_step(*r, KILN_EXCEPTION, "cannot render step '" + r->name + "': " + error);
       return;
     }
     auto ctx = std::make_unique<StepContext>(

@@ -41,6 +41,9 @@ std::string Master::start() {
   spdlog::info("store {} at schema version {} (master id {})", store_->location(),
                store_->schema_version(), masterid_);
   const size_t workers = loaded_.config.workers.size(), builders = loaded_.config.builders.size();
+  // The config check looked up every type the config names; the other
+  // libraries would only take memory (a reconfig naming one loads it again).
+  const size_t released = loaded_.registry->release_unused();
   engine_ = std::make_unique<engine::Engine>(loop_, *store_, *loaded_.registry, std::move(loaded_.config),
                                              masterid_);
   if (auto error = engine_->start(); !error.empty()) return error;
@@ -49,8 +52,9 @@ std::string Master::start() {
         handle_control(request, std::move(reply));
       });
   if (auto error = control_->start(basedir); !error.empty()) return error;
-  spdlog::info("loaded {} component types from {} folders; {} workers, {} builders",
-               loaded_.registry->all().size(), loaded_.plugin_search_path.size(),
+  spdlog::info("loaded {} component types from {} folders ({} libraries unused by this "
+               "configuration unloaded); {} workers, {} builders",
+               loaded_.registry->all().size(), loaded_.plugin_search_path.size(), released,
                workers, builders);
   return {};
 }

@@ -60,6 +60,14 @@ std::string describe(size_t index, const kiln_component_desc& desc) {
   return out;
 }
 
+// How loaded_files_ and dormant_files_ name a library, whatever path led to it.
+fs::path canonical_file(const fs::path& file) {
+  std::error_code ec;
+  fs::path canonical = fs::weakly_canonical(file, ec);
+  if (ec) canonical = fs::absolute(file, ec);
+  return canonical;
+}
+
 std::string origin(const PluginLibrary& lib) {
   return lib.builtin() ? "built-in " + lib.label() : lib.file().string();
 }
@@ -178,11 +186,10 @@ std::optional<LoadError> Registry::add(std::unique_ptr<PluginLibrary> lib) {
 }
 
 std::optional<LoadError> Registry::load_library(const fs::path& file) {
-  std::error_code ec;
-  fs::path canonical = fs::weakly_canonical(file, ec);
-  if (ec) canonical = fs::absolute(file, ec);
+  const fs::path canonical = canonical_file(file);
   if (std::find(loaded_files_.begin(), loaded_files_.end(), canonical) !=
-      loaded_files_.end()) {
+          loaded_files_.end() ||
+      dormant_files_.count(canonical) != 0) {
     return std::nullopt;
   }
   auto opened = PluginLibrary::open(file);
@@ -232,8 +239,61 @@ std::vector<LoadError> Registry::load_directories(const std::vector<fs::path>& d
 
 const ComponentType* Registry::find(kiln_component_kind kind,
                                     std::string_view type_name) const {
-  auto it = index_.find({kind, std::string(type_name)});
+  TypeKey key{kind, std::string(type_name)};
+  const ComponentType* type = nullptr;
+  if (auto it = index_.find(key); it != index_.end()) {
+    type = it->second;
+  } else if (dormant_.count(key) != 0) {
+    // Waking a dormant library changes no answer of this registry, only
+    // what is mapped: a cache fill, hence allowed on a const lookup.
+    type = const_cast<Registry*>(this)->wake(key);
+  }
+  if (type != nullptr && !type->library.empty()) used_files_.insert(type->library);
+  return type;
+}
+
+const ComponentType* Registry::wake(const TypeKey& key) {
+  const fs::path file = dormant_.at(key);
+  for (auto it = dormant_.begin(); it != dormant_.end();) {
+    it = it->second == file ? dormant_.erase(it) : std::next(it);
+  }
+  dormant_files_.erase(canonical_file(file));
+  if (auto error = load_library(file)) {
+    spdlog::error("cannot load plugin library again for {} type '{}': {}",
+                  kind_name(static_cast<kiln_component_kind>(key.first)), key.second,
+                  error->to_string());
+    return nullptr;
+  }
+  spdlog::info("loaded {} again for {} type '{}'", file.string(),
+               kind_name(static_cast<kiln_component_kind>(key.first)), key.second);
+  auto it = index_.find(key);
   return it == index_.end() ? nullptr : it->second;
+}
+
+size_t Registry::release_unused() {
+  size_t released = 0;
+  for (size_t i = libraries_.size(); i-- > 0;) {
+    const PluginLibrary& lib = *libraries_[i];
+    if (lib.builtin() || used_files_.count(lib.file()) != 0) continue;
+    for (auto it = types_.begin(); it != types_.end();) {
+      if ((*it)->library != lib.file()) {
+        ++it;
+        continue;
+      }
+      TypeKey key{(*it)->kind, (*it)->type_name};
+      index_.erase(key);
+      dormant_[key] = lib.file();
+      it = types_.erase(it);
+    }
+    const fs::path canonical = canonical_file(lib.file());
+    loaded_files_.erase(std::remove(loaded_files_.begin(), loaded_files_.end(), canonical),
+                        loaded_files_.end());
+    dormant_files_.insert(canonical);
+    spdlog::debug("unloaded plugin {}: the configuration uses none of its types", lib.label());
+    libraries_.erase(libraries_.begin() + static_cast<std::ptrdiff_t>(i));
+    ++released;
+  }
+  return released;
 }
 
 std::vector<const ComponentType*> Registry::all() const {
@@ -261,6 +321,10 @@ std::vector<std::string> Registry::type_names(kiln_component_kind kind) const {
   for (const auto& [key, type] : index_) {
     if (key.first == kind) out.push_back(key.second);
   }
+  for (const auto& [key, file] : dormant_) {
+    if (key.first == kind) out.push_back(key.second);
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

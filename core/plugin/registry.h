@@ -3,6 +3,13 @@
 // from built-in entry functions alike (both go through the same descriptor
 // checks and copies). Owns the loaded libraries: they stay mapped until the
 // Registry is destroyed, which must happen after every Instance is gone.
+//
+// A master uses a few of the libraries it finds, and each mapped library
+// costs resident memory (its relocated pages, its static data, the TLS
+// libraries it pulls in). release_unused() unloads the libraries none of
+// whose types was looked up since loading and keeps them "dormant": their
+// type names are still known, and the first find() of one loads its
+// library again (a reconfig or a dynamically added step naming it).
 
 #include "config/component_catalog.h"
 #include "plugin/loader.h"
@@ -14,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -76,8 +84,18 @@ class Registry final : public config::ComponentCatalog {
   std::optional<LoadError> load_library(const std::filesystem::path& file);
   std::optional<LoadError> add_builtin(kiln_plugin_entry_fn entry, std::string label);
 
+  // Loads a dormant type's library first (see release_unused); nullptr
+  // when no library provides the type or the dormant one no longer loads
+  // (logged).
   const ComponentType* find(kiln_component_kind kind, std::string_view type_name) const;
-  // Sorted by kind, then type name.
+
+  // Unloads, newest first, every library none of whose types find() has
+  // returned, and remembers its types as dormant. Call it only while no
+  // Instance of such a type exists (before the engine starts). Returns how
+  // many libraries were unloaded.
+  size_t release_unused();
+
+  // Sorted by kind, then type name. Loaded types only.
   std::vector<const ComponentType*> all() const;
   // The loaded plugins, in load order.
   std::vector<const PluginLibrary*> plugins() const;
@@ -85,6 +103,7 @@ class Registry final : public config::ComponentCatalog {
   // config::ComponentCatalog
   const nlohmann::json* schema_for(kiln_component_kind kind,
                                    std::string_view type_name) const override;
+  // Dormant types included.
   std::vector<std::string> type_names(kiln_component_kind kind) const override;
   std::optional<std::string> check_with_plugin(kiln_component_kind kind,
                                                std::string_view type_name,
@@ -92,12 +111,21 @@ class Registry final : public config::ComponentCatalog {
   std::optional<std::string> policy_hook(std::string_view type_name) const override;
 
  private:
+  using TypeKey = std::pair<int, std::string>;
+
   std::optional<LoadError> add(std::unique_ptr<PluginLibrary> lib);
+  // Loads the dormant library providing `key`, if any.
+  const ComponentType* wake(const TypeKey& key);
 
   std::vector<std::unique_ptr<PluginLibrary>> libraries_;
   std::vector<std::unique_ptr<ComponentType>> types_;
-  std::map<std::pair<int, std::string>, ComponentType*> index_;
+  std::map<TypeKey, ComponentType*> index_;
   std::vector<std::filesystem::path> loaded_files_;  // canonical
+  // Libraries (canonical file) whose types find() returned.
+  mutable std::set<std::filesystem::path> used_files_;
+  // Types of released libraries, and those libraries' canonical files.
+  std::map<TypeKey, std::filesystem::path> dormant_;
+  std::set<std::filesystem::path> dormant_files_;
 };
 
 namespace detail {

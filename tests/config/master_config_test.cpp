@@ -101,10 +101,12 @@ TEST_CASE("a full configuration is read into MasterConfig with its values and de
   CHECK_FALSE(unit.collapse_requests);
   REQUIRE(unit.steps.size() == 3);
   CHECK(unit.steps[0].name == "git");
-  CHECK(unit.steps[0].config["mode"] == "incremental");
+  // Steps keep what was written: the engine fills defaults (mode,
+  // timeout) when a step starts, so 1,000 builders do not hold 1,000 copies.
+  CHECK_FALSE(unit.steps[0].config.contains("mode"));
   CHECK(unit.steps[1].name == "test");
   CHECK(unit.steps[1].common["halt_on_failure"] == true);
-  CHECK(unit.steps[1].common["timeout"] == 1200);
+  CHECK_FALSE(unit.steps[1].common.contains("timeout"));
   CHECK(unit.steps[1].config == nlohmann::json{{"command", {"make", "test"}}});
   CHECK(unit.steps[2].name == "shell");
   CHECK(unit.steps[2].kind == KILN_KIND_STEP);

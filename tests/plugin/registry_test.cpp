@@ -237,6 +237,42 @@ TEST_CASE("the plugin's shutdown runs when the registry is destroyed") {
   CHECK_THAT(log.text(), Catch::Contains("[kiln-test-good] good plugin shut down"));
 }
 
+TEST_CASE("libraries whose types were never looked up are unloaded and load again when a type "
+          "is asked for") {
+  LogCapture log;
+  Registry registry;
+  REQUIRE(registry.load_directories({case_dir("good"), case_dir("dist_policies")}).empty());
+  REQUIRE(registry.plugins().size() == 2);
+  const std::vector<std::string> policies_before = registry.type_names(KILN_KIND_POLICY);
+  REQUIRE(registry.find(KILN_KIND_STEP, "good-step") != nullptr);
+
+  CHECK(registry.release_unused() == 1);
+  REQUIRE(registry.plugins().size() == 1);
+  CHECK(registry.plugins()[0]->name() == "kiln-test-good");
+  // The library in use stays loaded and running.
+  CHECK_THAT(log.text(), !Catch::Contains("[kiln-test-good] good plugin shut down"));
+  // Its types are still known by name, for messages and checks.
+  CHECK(registry.type_names(KILN_KIND_POLICY) == policies_before);
+  CHECK(registry.all().size() == 6);
+
+  // Scanning the folders again (a reconfig) does not load it back...
+  REQUIRE(registry.load_directories({case_dir("good"), case_dir("dist_policies")}).empty());
+  CHECK(registry.plugins().size() == 1);
+  // ...asking for one of its types does.
+  std::string dormant_policy;
+  for (const auto& name : policies_before) {
+    if (name != "good-policy") dormant_policy = name;
+  }
+  REQUIRE_FALSE(dormant_policy.empty());
+  const ComponentType* woken = registry.find(KILN_KIND_POLICY, dormant_policy);
+  REQUIRE(woken != nullptr);
+  CHECK(woken->library == case_library("dist_policies"));
+  CHECK(registry.plugins().size() == 2);
+  CHECK(registry.type_names(KILN_KIND_POLICY) == policies_before);
+  // Both are used now: nothing more to release.
+  CHECK(registry.release_unused() == 0);
+}
+
 // ---------------------------------------------------------------------------
 // Built-in entries: the same checks, no library.
 

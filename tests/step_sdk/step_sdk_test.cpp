@@ -173,6 +173,20 @@ TEST_CASE("decode_rc of the step's common keys maps exit codes for result_of") {
   CHECK(finished[0]["results"] == KILN_WARNINGS);
 }
 
+TEST_CASE("a step is created with its schema's defaults though the master keeps only what was written") {
+  Master m(master_with_steps(R"yaml(
+      - {type: straight-line, config_to_property: seen, note: written}
+)yaml"));
+  m.force("b");
+  auto finished = m.wait_finished(1);
+  CHECK(finished[0]["results"] == KILN_SUCCESS);
+  const json seen = m.property(finished[0], "seen");
+  CHECK(seen["note"] == "written");
+  CHECK(seen["count_lines"] == false);
+  CHECK(seen["command"].is_null());
+  CHECK(seen["stat"] == "");
+}
+
 TEST_CASE("properties set in run() are visible to the next step and readable in run()") {
   Master m(master_with_steps(R"yaml(
       - {type: straight-line, name: produce, command: "echo 42", stdout_to_property: answer}

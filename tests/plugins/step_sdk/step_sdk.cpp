@@ -28,7 +28,9 @@ constexpr const char* kSchema = R"({
     "note": {"type": "string", "default": "",
              "description": "Write this to a log named notes"},
     "throw": {"type": "string", "default": "",
-              "description": "Throw this message from run(), after the command"}
+              "description": "Throw this message from run(), after the command"},
+    "config_to_property": {"type": "string", "default": "",
+                           "description": "Set this property to the configuration the step was given"}
   },
   "additionalProperties": false
 })";
@@ -77,6 +79,9 @@ class TestStep : public sdk::SimpleStep {
     }
     if (const std::string name = config().value("read_property", ""); !name.empty()) {
       summary = name + "=" + property(name).dump();
+    }
+    if (const std::string name = config().value("config_to_property", ""); !name.empty()) {
+      set_property(name, config(), "test-step");
     }
     if (const std::string message = config().value("throw", ""); !message.empty()) {
       throw std::runtime_error(message);
