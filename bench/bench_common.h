@@ -149,7 +149,10 @@ class BenchMaster {
 
   void start() {
     double t = now_s();
-    engine_ = std::make_unique<engine::Engine>(loop_, *store_, registry_, config_, masterid_);
+    // As the master does: unused libraries go, the config moves in.
+    registry_.release_unused();
+    engine_ = std::make_unique<engine::Engine>(loop_, *store_, registry_, std::move(config_),
+                                               masterid_);
     if (auto error = engine_->start(); !error.empty()) die("Engine::start: " + error);
     phases_.engine_ms = lap(t);
   }
