@@ -142,6 +142,30 @@ TEST_CASE("a reconfig with a broken master.yaml is refused with its errors and c
   CHECK(build->value("results", -1) == 0);
 }
 
+TEST_CASE("a reconfig naming a type of a plugin library the master unloaded at start loads it "
+          "again") {
+  MasterDir master;
+  master.write_config(one_builder_config("b", "[\"true\"]"));
+  REQUIRE(master.start().exit_code == 0);
+  // Nothing at start names a type of kiln-schedulers.so: it was unloaded.
+  CHECK_THAT(log_text(master), Catch::Contains("libraries unused by this configuration unloaded"));
+
+  std::string yaml = one_builder_config("b", "[\"true\"]");
+  const std::string from = "  - {name: force, type: force, builders: [b]}\n";
+  yaml.replace(yaml.find(from), from.size(),
+               from + "  - {name: every, type: periodic, period: 0.2, builders: [b]}\n");
+  master.write_config(yaml);
+  RunResult reconfig = run_kiln({"reconfig", master.str()});
+  INFO(reconfig.describe());
+  REQUIRE(reconfig.exit_code == 0);
+  CHECK_THAT(reconfig.out, Catch::Contains("scheduler 'every' added"));
+  CHECK_THAT(log_text(master), Catch::Contains("kiln-schedulers.so again for scheduler type 'periodic'"));
+  // The periodic scheduler of the library loaded again builds.
+  auto built = complete_build(master, "b", 1);
+  REQUIRE(built);
+  CHECK(built->value("results", -1) == 0);
+}
+
 TEST_CASE("SIGHUP reconfigures the master from master.yaml") {
   MasterDir master;
   master.write_config(one_builder_config("b", "[\"true\"]"));
