@@ -223,7 +223,7 @@ void builder_page(PageCall call) {
     call->gather(
         {{base + "/builds", "order=-number&limit=" + std::to_string(numbuilds)},
          {base + "/buildrequests", "complete=false&order=buildrequestid"},
-         {"workers", "builderid=" + id},
+         {base + "/workers", ""},
          {"forceschedulers", "", "describe", {{"builderNames", json::array({builder["name"]})}}}},
         [call, builder, id](Answers a) {
           // No force scheduler for this builder is no error: no form.
