@@ -6,6 +6,7 @@
 
 #include "html.h"
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -203,7 +204,18 @@ std::string url_encode(std::string_view text) {
   return out;
 }
 
+bool safe_href(std::string_view href) {
+  // A scheme is what comes before the first ':' when no '/', '?' or '#'
+  // does: "javascript:..." from a change hook's revlink must not become a link.
+  const size_t colon = href.find(':');
+  if (colon == std::string_view::npos || href.find_first_of("/?#") < colon) return true;
+  std::string scheme(href.substr(0, colon));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return scheme == "http" || scheme == "https" || scheme == "mailto" || scheme == "ftp";
+}
+
 std::string link(std::string_view href, std::string_view label_html) {
+  if (!safe_href(href)) return std::string(label_html);
   return "<a href=\"" + escape(href) + "\">" + std::string(label_html) + "</a>";
 }
 
@@ -267,6 +279,7 @@ std::string revision(const PageSettings& settings, const json& rev, const json& 
   if (format.empty()) return "<span title=\"" + escape(full) + "\">" + shown + "</span>";
   std::string href = format;
   replace_all(href, "%s", url_encode(full));
+  if (!safe_href(href)) return "<span title=\"" + escape(full) + "\">" + shown + "</span>";
   return "<a href=\"" + escape(href) + "\" title=\"" + escape(full) + "\">" + shown + "</a>";
 }
 
@@ -289,8 +302,10 @@ std::string comments(const PageSettings& settings, const json& value) {
     }
     if (!which) break;
     out += escape(raw.substr(pos, static_cast<size_t>(best.position(0))));
-    out += "<a href=\"" + escape(best.format(which->url)) + "\" title=\"" +
-           escape(best.format(which->title)) + "\">" + escape(best.str(0)) + "</a>";
+    const std::string href = best.format(which->url);
+    out += safe_href(href) ? "<a href=\"" + escape(href) + "\" title=\"" + escape(best.format(which->title)) +
+                                 "\">" + escape(best.str(0)) + "</a>"
+                           : escape(best.str(0));
     pos += static_cast<size_t>(best.position(0) + best.length(0));
   }
   return out + escape(raw.substr(std::min(pos, raw.size())));

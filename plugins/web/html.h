@@ -22,7 +22,10 @@ std::string escape(std::string_view text);
 std::string text(const nlohmann::json& value);
 // A path segment or query value, percent-encoded ("a b/c" -> "a%20b%2Fc").
 std::string url_encode(std::string_view text);
+// Whether `href` is relative or http(s)/mailto/ftp (not javascript:, data:, ...).
+bool safe_href(std::string_view href);
 // <a href="href">label</a>; `href` is escaped, `label_html` is HTML already.
+// An unsafe href gives the label alone.
 std::string link(std::string_view href, std::string_view label_html);
 
 // Buildbot's result names: 0 success ... 6 cancelled; "running" for an

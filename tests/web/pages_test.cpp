@@ -309,6 +309,10 @@ TEST_CASE("revlink changecommentlink projects and repositories decorate what pag
   REQUIRE_THAT(page, Catch::Contains("<a href=\"https://git.example.org/r/browse\">https://git.example.org/r</a>"));
   const std::string plain = page_of(web, "/changes/" + std::to_string(other));
   REQUIRE_THAT(plain, Catch::Contains("<span title=\"fedcba\">fedcba</span>"));
+  // A change's own revlink is a link only when it is http(s).
+  const int64_t evil = web.master().add_change({{"author", "x"}, {"comments", "x"}, {"revision", "1"},
+                                                {"revlink", "javascript:alert(1)"}});
+  REQUIRE_THAT(page_of(web, "/changes/" + std::to_string(evil)), !Catch::Contains("href=\"javascript:"));
 }
 
 TEST_CASE("the users pages follow show_users_page") {
