@@ -243,12 +243,14 @@ void builder_page(PageCall call) {
     call->gather({{base + "/builds", "order=-number&limit=" + std::to_string(numbuilds)},
                   {base + "/buildrequests", "complete=false&order=buildrequestid"},
                   {base + "/workers", ""},
-                  {"forceschedulers", "", "describe", {{"builderNames", json::array({builder["name"]})}}}},
+                  {"forceschedulers", "", "describe", {{"builderNames", json::array({builder["name"]})}}},
+                  {"workers", "field=workerid&field=name"}},
                  [call, builder, id](Answers a) {
                    // No force scheduler for this builder is no error: no form.
                    if (auto bad = first_error({a[0], a[1], a[2]})) return call->done(std::move(*bad));
                    const json workers = list_of(a[2]);
-                   const auto worker_names = names_by_id(workers, "workerid");
+                   // Builds name the workers that ran them, configured here or not.
+                   const auto worker_names = names_by_id(list_of(a[4]), "workerid");
                    Page page;
                    page.title = "Builder " + builder.value("name", std::string());
                    page.live = {"builds/*/*", "buildrequests/*/*", "workers/*/*"};
