@@ -343,7 +343,7 @@ sdk::Result<PageSettings> parse_page_settings(const json& config, const std::fil
 }
 
 void Pages::serve(const Request& request, const Identity& who, Respond respond) {
-  if (request.method != "GET" && request.method != "HEAD") {
+  if (request.method != "GET") {
     Response r = html_error(405, "pages are read with GET");
     r.headers.emplace_back("Allow", "GET");
     return respond(std::move(r));
@@ -365,7 +365,8 @@ void Pages::serve(const Request& request, const Identity& who, Respond respond) 
     Response r;
     r.status = page.status;
     r.content_type = "text/html; charset=utf-8";
-    r.headers.emplace_back("Cache-Control", "no-cache");
+    // A page of a session carries its CSRF token: no cache may keep it.
+    r.headers.emplace_back("Cache-Control", self->who.by_session ? "no-store" : "no-cache");
     r.body = fragment ? std::move(page.content) : html::document(*self, page);
     respond(std::move(r));
   };

@@ -15,11 +15,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <vector>
+#include <memory>
 #include <string>
+#include <vector>
 
 using kiln::testing::HttpConnection;
 using kiln::testing::HttpReply;
+using kiln::testing::LiveConnection;
 using kiln::testing::TempDir;
 using kiln::testing::WebMaster;
 using nlohmann::json;
@@ -361,4 +363,36 @@ TEST_CASE("the users pages follow show_users_page") {
   REQUIRE_THAT(ann.body, Catch::Contains("ann <button id=\"logout\">"));
   // Logging in is offered to the anonymous.
   REQUIRE_THAT(page_of(web, "/about"), Catch::Contains("href=\"/auth/login\""));
+}
+
+TEST_CASE("the routing keys a page declares are what /ws delivers when the page changes") {
+  WebMaster web;
+  web.force_and_finish("lint");
+  const std::string page = page_of(web, "/builders/lint");
+  const std::string marker = "data-live=\"";
+  const size_t at = page.find(marker);
+  REQUIRE(at != std::string::npos);
+  std::string keys = page.substr(at + marker.size(), page.find('"', at + marker.size()) - at - marker.size());
+  auto live = web.off_loop([&] { return std::make_shared<LiveConnection>(web.port()); });
+  int id = 0;
+  for (size_t start = 0; start <= keys.size();) {
+    const size_t comma = std::min(keys.find(',', start), keys.size());
+    const std::string path = keys.substr(start, comma - start);
+    start = comma + 1;
+    auto answer = web.off_loop([&] {
+      live->send({{"cmd", "startConsuming"}, {"path", path}, {"_id", ++id}});
+      return live->receive();
+    });
+    INFO(path);
+    REQUIRE(answer);
+    REQUIRE((*answer)["code"] == 200);
+  }
+  REQUIRE(id == 3);
+  // A build of the page's builder is an event the script acts on, and the
+  // fragment it then fetches shows the build.
+  json build = web.force_and_finish("lint");
+  auto event = web.off_loop([&] { return live->receive(); });
+  REQUIRE(event);
+  REQUIRE((*event)["m"]["builderid"] == build["builderid"]);
+  REQUIRE_THAT(page_of(web, "/builders/lint?fragment=1"), Catch::Contains("/builds/2\">#2</a>"));
 }
