@@ -48,7 +48,15 @@ constexpr const char* kSchema = R"json({
     "change_hook_dialects": {"type": "object",
       "description": "Change hooks on /change_hook/DIALECT, each enabled by name: base (true), github ({secret} checks X-Hub-Signature-256), gitlab ({secret} checks X-Gitlab-Token), or a plugin's dialect ({policy: NAME}, a change_hook policy function); any of them may set a codebase."},
     "change_hook_auth": {"type": "boolean", "default": false,
-      "description": "Buildbot's change_hook_auth: change hooks need the HTTP Basic credentials of a user of the auth section."}
+      "description": "Buildbot's change_hook_auth: change hooks need the HTTP Basic credentials of a user of the auth section."},
+    "tls": {"type": "object", "required": ["cert", "key"], "additionalProperties": false,
+      "description": "Serve HTTPS (and wss:// live updates) instead of plain HTTP: PEM files, relative to the master folder. Session cookies are then Secure.",
+      "properties": {"cert": {"type": "string", "minLength": 1, "description": "The certificate (chain) file."},
+                     "key": {"type": "string", "minLength": 1, "description": "Its private key file."}}},
+    "rotate_length": {"type": "integer", "minimum": 0, "default": 10000000,
+      "description": "Buildbot's rotateLength: the access log http.log (in the master folder) is rotated when it reaches this many bytes (0: never)."},
+    "max_rotated_files": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 10,
+      "description": "Buildbot's maxRotatedFiles: rotated access logs kept (http.log.1 is the newest)."}
   }
 })json";
 
@@ -216,8 +224,20 @@ class WebStatus : public sdk::Reporter {
       }
     }
     const sdk::Context ctx = context();
+    const std::filesystem::path master_dir = info.ok() ? info->value("master_dir", "") : "";
+    ServerOptions options{listen->host, listen->port, kiln::tls::tls_files(config(), master_dir), {}};
+    settings->secure_cookie = tls_ = options.tls.has_value();
+    access_log_ = std::make_unique<AccessLog>(AccessLogOptions{
+        master_dir / "http.log", config().value("rotate_length", uint64_t{10'000'000}),
+        config().value("max_rotated_files", 10u),
+        [ctx](std::string problem) { ctx.log(KILN_LOG_WARN, problem); }});
+    if (auto error = access_log_->open(); !error.empty()) {
+      access_log_.reset();
+      return sdk::Status(KILN_ERR_RETRY, error);
+    }
+    options.access = [log = access_log_.get()](const AccessRecord& record) { log->add(access_line(record)); };
     server_ = HttpServer::make(
-        ServerOptions{listen->host, listen->port},
+        std::move(options),
         [this](Request request, Respond respond) { route(std::move(request), std::move(respond)); },
         // Host logging is safe from any thread.
         [ctx](kiln_log_level level, std::string message) { ctx.log(level, message); });
@@ -229,8 +249,9 @@ class WebStatus : public sdk::Reporter {
     }
     rest_ = std::make_unique<RestApi>(*backend_, *auth_);
     if (auto error = server_->start(); !error.empty()) {
-      server_.reset();
-      return sdk::Status(KILN_ERR_RETRY, error);
+      const bool tls_problem = error.starts_with("tls:");
+      stop();
+      return sdk::Status(tls_problem ? KILN_ERR_INVALID_CONFIG : KILN_ERR_RETRY, error);
     }
     auto sub = context().subscribe("#", [this](std::string_view key, const json& event) {
       if (server_ && server_->has_live_clients()) server_->publish(std::string(key), event.dump());
@@ -240,8 +261,8 @@ class WebStatus : public sdk::Reporter {
       return sub.status();
     }
     subscription_ = *sub;
-    context().info("serving http://" + listen->host + ":" + std::to_string(server_->port()) +
-                   "/ (REST API under /api/v2, live updates on /ws)");
+    context().info(std::string("serving ") + (tls_ ? "https://" : "http://") + listen->host + ":" +
+                   std::to_string(server_->port()) + "/ (REST API under /api/v2, live updates on /ws)");
     if (!auth_->enabled() && listen->host != "127.0.0.1" && listen->host != "::1") {
       context().warn("no auth section: anyone reaching " + listen->host +
                      " may force and stop builds (see authz)");
@@ -260,6 +281,8 @@ class WebStatus : public sdk::Reporter {
     rest_.reset();
     auth_.reset();
     backend_.reset();
+    // Last: the server's thread wrote to it.
+    access_log_.reset();
   }
 
  private:
@@ -357,6 +380,8 @@ class WebStatus : public sdk::Reporter {
     return false;
   }
 
+  std::unique_ptr<AccessLog> access_log_;
+  bool tls_ = false;  // HTTPS
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<LoopBackend> backend_;
   std::unique_ptr<Auth> auth_;
