@@ -1419,7 +1419,9 @@ void EngineCore::control(std::string_view path, std::string_view action, const j
     return std::stoll(id);
   };
 
-  if (collection == "forceschedulers" && action == "force") {
+  // "describe" finds the form the same way "force" finds the scheduler,
+  // so a builder's page can show its force form without knowing its name.
+  if (collection == "forceschedulers" && (action == "force" || action == "describe")) {
     plugin::Instance* target = nullptr;
     if (!id.empty()) {
       auto it = schedulers.find(id);

@@ -1,144 +1,365 @@
-// The pages: one shared script (the page kind and its key are data
-// attributes of <body>), plain HTML tables, no build toolchain. The script
-// reads /api/v2 and re-reads the page's data when /ws reports a change to
-// what it shows.
+// The page framework: the route table that page files fill in, the
+// "gather several reads, then render" helper, query arguments, the page
+// settings of the config, and the static public_html folder.
 
 #include "pages.h"
 
+#include "html.h"
 #include "rest.h"
 
-#include <string>
-#include <string_view>
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <memory>
+#include <system_error>
 
 namespace kiln::web {
 namespace {
 
-constexpr std::string_view kHead = R"html(<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Kiln</title>
-<style>
-body { font-family: sans-serif; margin: 1.5em; }
-table { border-collapse: collapse; }
-td, th { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
-.r0 { background: #8d4; } .r1 { background: #fa3; } .r2 { background: #e88; }
-.r3 { background: #ddd; } .r4 { background: #c6f; } .r5 { background: #acf; }
-.r6 { background: #fcc; } .running { background: #ff8; }
-</style></head>
-)html";
+using nlohmann::json;
 
-constexpr std::string_view kScript = R"html(
-<h1 id="title">Kiln</h1>
-<p><a href="/">builders</a> <span id="who"></span></p>
-<div id="content">loading...</div>
-<script>
-const RESULTS = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
-const kind = document.body.dataset.kind, key = document.body.dataset.key;
-const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
-const api = p => fetch("/api/v2/" + p).then(r => r.json());
-const state = b => b.complete ? `<td class="r${b.results}">${RESULTS[b.results] ?? b.results}</td>`
-                              : `<td class="running">running</td>`;
-const when = t => t ? new Date(t * 1000).toLocaleString() : "";
-function table(head, rows) {
-  return `<table><tr>${head.map(h => `<th>${h}</th>`).join("")}</tr>${rows.join("")}</table>`;
+std::vector<PageRoute>& route_table() {
+  static std::vector<PageRoute> routes;
+  return routes;
 }
-async function render() {
-  const out = document.getElementById("content");
-  if (kind === "builders") {
-    const [builders, builds] = await Promise.all([api("builders"), api("builds?order=-buildid&limit=500")]);
-    const last = {};
-    for (const b of builds.builds) if (!(b.builderid in last)) last[b.builderid] = b;
-    out.innerHTML = table(["builder", "tags", "last build", "state"], builders.builders.map(b => {
-      const l = last[b.builderid];
-      return `<tr><td><a href="/builders/${b.builderid}">${esc(b.name)}</a></td><td>${esc(b.tags.join(", "))}</td>` +
-             (l ? `<td><a href="/builds/${l.buildid}">#${l.number}</a> ${esc(l.state_string)}</td>${state(l)}` : `<td></td><td></td>`) + `</tr>`;
-    }));
-  } else if (kind === "builder") {
-    const [builder, builds] = await Promise.all([api("builders/" + key), api("builders/" + key + "/builds?order=-number&limit=50")]);
-    document.getElementById("title").textContent = "Builder " + builder.builders[0].name;
-    out.innerHTML = table(["build", "started", "state", "result"], builds.builds.map(b =>
-      `<tr><td><a href="/builds/${b.buildid}">#${b.number}</a></td><td>${when(b.started_at)}</td><td>${esc(b.state_string)}</td>${state(b)}</tr>`));
-  } else if (kind === "build") {
-    const [build, steps] = await Promise.all([api("builds/" + key), api("builds/" + key + "/steps")]);
-    const b = build.builds[0];
-    document.getElementById("title").textContent = `Build #${b.number}: ${b.state_string}`;
-    const rows = await Promise.all(steps.steps.map(async s => {
-      const logs = await api("steps/" + s.stepid + "/logs");
-      const links = logs.logs.map(l => `<a href="/api/v2/logs/${l.logid}/raw">${esc(l.name)}</a>`).join(" ");
-      return `<tr><td>${s.number}</td><td>${esc(s.name)}</td><td>${esc(s.state_string)}</td>${state(s)}<td>${links}</td></tr>`;
-    }));
-    out.innerHTML = table(["#", "step", "state", "result", "logs"], rows);
-  }
-}
-let pending = null;
-function later() { if (!pending) pending = setTimeout(() => { pending = null; render(); }, 300); }
-function live() {
-  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-  ws.onopen = () => ["builds/*/*", "steps/*/*"].forEach((path, i) =>
-    ws.send(JSON.stringify({cmd: "startConsuming", path, _id: i + 1})));
-  ws.onmessage = e => { if (JSON.parse(e.data).k) later(); };
-  ws.onclose = () => setTimeout(live, 5000);
-}
-// Who is logged in; POSTs of a session carry its CSRF token.
-async function who() {
-  const me = await fetch("/auth/me").then(r => r.json());
-  const span = document.getElementById("who");
-  if (me.user) {
-    span.innerHTML = `${esc(me.user)} <button id="logout">log out</button>`;
-    document.getElementById("logout").onclick = () =>
-      fetch("/auth/logout", {method: "POST", headers: {"X-CSRF-Token": me.csrf_token}}).then(() => location.reload());
-  } else if (me.auth) {
-    span.innerHTML = `<a href="/auth/login">log in</a>`;
-  }
-}
-who().catch(() => {});
-render().catch(e => document.getElementById("content").textContent = "error: " + e);
-live();
-</script></body></html>
-)html";
 
-std::string document(std::string_view kind, std::string_view key) {
-  std::string html(kHead);
-  html += "<body data-kind=\"";
-  html += kind;
-  html += "\" data-key=\"";
-  // The key is a path segment: digits or a builder name, HTML-escaped here.
-  for (char c : key) {
-    switch (c) {
-      case '&': html += "&amp;"; break;
-      case '<': html += "&lt;"; break;
-      case '>': html += "&gt;"; break;
-      case '"': html += "&quot;"; break;
-      default: html += c;
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t slash = path.find('/', pos);
+    if (slash == std::string_view::npos) slash = path.size();
+    if (slash > pos) out.emplace_back(path.substr(pos, slash - pos));
+    pos = slash + 1;
+  }
+  return out;
+}
+
+// The route for `segs` (decoded path segments) and its "{}" values; a
+// non-fallback route wins over a fallback of the same pattern.
+const PageRoute* match(const std::vector<std::string>& segs, std::vector<std::string>& args) {
+  const PageRoute* found = nullptr;
+  for (const PageRoute& route : route_table()) {
+    const auto pattern = split_path(route.pattern);
+    if (pattern.size() != segs.size()) continue;
+    std::vector<std::string> values;
+    bool ok = true;
+    for (size_t i = 0; i < segs.size() && ok; ++i) {
+      if (pattern[i] == "{}") {
+        ok = !segs[i].empty();
+        values.push_back(segs[i]);
+      } else {
+        ok = pattern[i] == segs[i];
+      }
+    }
+    if (!ok) continue;
+    if (!found || (found->fallback && !route.fallback)) {
+      found = &route;
+      args = std::move(values);
     }
   }
-  html += "\">";
-  html += kScript;
-  return html;
+  return found;
 }
 
-Response html(std::string body) {
+std::string_view mime_type(const std::filesystem::path& file) {
+  static const std::pair<std::string_view, std::string_view> kTypes[] = {
+      {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
+      {".json", "application/json"},         {".txt", "text/plain; charset=utf-8"},
+      {".png", "image/png"},                 {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},               {".gif", "image/gif"},
+      {".svg", "image/svg+xml"},             {".ico", "image/x-icon"},
+      {".xml", "application/xml"},           {".woff2", "font/woff2"},
+  };
+  const std::string ext = file.extension().string();
+  for (const auto& [e, type] : kTypes) {
+    if (ext == e) return type;
+  }
+  return "application/octet-stream";
+}
+
+// A file under `root` named by the decoded segments, or nothing. Any
+// "..", ".", empty, backslash or NUL segment is refused before the file
+// system is asked, and the resolved file must still lie under root (a
+// symbolic link out of the folder is refused too).
+std::optional<std::filesystem::path> static_file(const std::filesystem::path& root,
+                                                 const std::vector<std::string>& segs) {
+  if (root.empty() || segs.empty()) return std::nullopt;
+  std::filesystem::path file = root;
+  for (const std::string& s : segs) {
+    if (s == "." || s == ".." || s.find_first_of(std::string_view("\\\0", 2)) != std::string::npos ||
+        s.find('/') != std::string::npos) {
+      return std::nullopt;
+    }
+    file /= s;
+  }
+  std::error_code ec;
+  const auto real_root = std::filesystem::canonical(root, ec);
+  if (ec) return std::nullopt;
+  const auto real_file = std::filesystem::canonical(file, ec);
+  if (ec || !std::filesystem::is_regular_file(real_file, ec)) return std::nullopt;
+  const auto rel = real_file.lexically_relative(real_root);
+  if (rel.empty() || *rel.begin() == "..") return std::nullopt;
+  return real_file;
+}
+
+Response file_response(const std::filesystem::path& file) {
+  auto in = std::make_shared<std::ifstream>(file, std::ios::binary);
   Response r;
-  r.content_type = "text/html; charset=utf-8";
-  r.body = std::move(body);
+  r.content_type = std::string(mime_type(file));
+  // Streamed in pieces, so a large file is never in memory whole.
+  constexpr size_t kPiece = 256 * 1024;
+  r.next_piece = [in](Piece deliver) {
+    std::string piece(kPiece, '\0');
+    in->read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    piece.resize(static_cast<size_t>(in->gcount()));
+    deliver(std::move(piece), static_cast<bool>(*in));
+  };
   return r;
+}
+
+Response html_error(unsigned status, const std::string& message) {
+  Response r;
+  r.status = status;
+  r.content_type = "text/html; charset=utf-8";
+  r.body = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + std::to_string(status) +
+           "</title></head><body><p class=\"error\">" + html::escape(message) + "</p></body></html>\n";
+  return r;
+}
+
+// Python's \1 and \g<1> (Buildbot's changecommentlink) as std::regex's $1.
+std::string regex_format(std::string text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size() && std::isdigit(static_cast<unsigned char>(text[i + 1]))) {
+      out += text[i + 1] == '0' ? "$&" : std::string("$") + text[i + 1];
+      ++i;
+    } else if (text.compare(i, 3, "\\g<") == 0) {
+      const size_t close = text.find('>', i);
+      if (close == std::string::npos) {
+        out += text[i];
+        continue;
+      }
+      const std::string group = text.substr(i + 3, close - i - 3);
+      out += group == "0" ? "$&" : "$" + group;
+      i = close;
+    } else if (text[i] == '$') {
+      out += "$$";
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+sdk::Result<std::map<std::string, std::string>> string_map(const json& config, const char* key) {
+  std::map<std::string, std::string> out;
+  if (!config.contains(key)) return out;
+  const json& value = config[key];
+  if (!value.is_object()) return sdk::invalid_config(std::string(key) + ": must be a map of names to URLs");
+  for (const auto& [name, url] : value.items()) {
+    if (!url.is_string()) return sdk::invalid_config(std::string(key) + "." + name + ": must be a URL string");
+    out[name] = url.get<std::string>();
+  }
+  return out;
 }
 
 }  // namespace
 
-Response page(const Request& request) {
-  if (request.method != "GET") return error_response(405, "pages are read with GET");
-  const std::string_view path = request.path;
-  auto under = [&](std::string_view prefix) -> std::string_view {
-    if (!path.starts_with(prefix) || path.size() == prefix.size()) return {};
-    std::string_view rest = path.substr(prefix.size());
-    return rest.find('/') == std::string_view::npos ? rest : std::string_view();
-  };
-  if (path == "/" || path == "/builders") return html(document("builders", ""));
-  if (auto key = under("/builders/"); !key.empty()) return html(document("builder", key));
-  if (auto key = under("/builds/"); !key.empty() &&
-      key.find_first_not_of("0123456789") == std::string_view::npos) {
-    return html(document("build", key));
+Page error_page(unsigned status, std::string message) {
+  Page page;
+  page.status = status;
+  page.title = status == 404 ? "Not found" : status == 400 ? "Bad request" : "Error";
+  page.content = "<p class=\"error\">" + html::escape(message) + "</p>";
+  return page;
+}
+
+std::optional<Page> first_error(const Answers& answers) {
+  for (const Answer& a : answers) {
+    if (!a.ok()) return error_page(http_status_of(a.status), a.error);
   }
-  return error_response(404, "no page at '" + std::string(path) + "'; the REST API is under /api/v2");
+  return std::nullopt;
+}
+
+void gather(Backend& backend, std::vector<Get> gets, std::function<void(Answers)> done) {
+  struct Gathering {
+    Answers answers;
+    size_t missing;
+    std::function<void(Answers)> done;
+  };
+  if (gets.empty()) return done({});
+  auto g = std::make_shared<Gathering>(Gathering{Answers(gets.size()), gets.size(), std::move(done)});
+  for (size_t i = 0; i < gets.size(); ++i) {
+    auto answered = [g, i](Answer a) {
+      g->answers[i] = std::move(a);
+      if (--g->missing == 0) g->done(std::move(g->answers));
+    };
+    if (!gets[i].action.empty()) {
+      backend.control(std::move(gets[i].path), std::move(gets[i].action), std::move(gets[i].args),
+                      std::move(answered));
+      continue;
+    }
+    json query = gets[i].query.empty() ? json() : json{{"query_string", gets[i].query}};
+    backend.get(std::move(gets[i].path), std::move(query), std::move(answered));
+  }
+}
+
+std::optional<std::string> PageRequest::arg(std::string_view name) const {
+  for (auto& [n, v] : form_fields(request.query)) {
+    if (n == name) return v;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> PageRequest::arg_all(std::string_view name) const {
+  std::vector<std::string> out;
+  for (auto& [n, v] : form_fields(request.query)) {
+    if (n == name) out.push_back(v);
+  }
+  return out;
+}
+
+std::optional<int64_t> PageRequest::int_arg(std::string_view name, int64_t fallback, int64_t max) const {
+  const auto text = arg(name);
+  if (!text) return fallback;
+  int64_t value = -1;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (text->empty() || ec != std::errc() || end != text->data() + text->size() || value < 0 || value > max) {
+    bad_argument(std::string(name) + "=" + *text + ": must be a whole number from 0 to " +
+                 std::to_string(max));
+    return std::nullopt;
+  }
+  return value;
+}
+
+bool register_pages(std::vector<PageRoute> routes) {
+  for (PageRoute& r : routes) route_table().push_back(std::move(r));
+  return true;
+}
+
+std::vector<std::pair<std::string, std::string>> nav_entries() {
+  std::vector<const PageRoute*> listed;
+  for (const PageRoute& r : route_table()) {
+    if (r.nav_label.empty()) continue;
+    // A fallback replaced by a fuller page is not listed twice.
+    auto same = std::find_if(listed.begin(), listed.end(),
+                             [&](const PageRoute* l) { return l->pattern == r.pattern; });
+    if (same == listed.end()) {
+      listed.push_back(&r);
+    } else if ((*same)->fallback && !r.fallback) {
+      *same = &r;
+    }
+  }
+  std::stable_sort(listed.begin(), listed.end(),
+                   [](const PageRoute* a, const PageRoute* b) { return a->nav_order < b->nav_order; });
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const PageRoute* r : listed) out.emplace_back(r->nav_label, r->pattern);
+  return out;
+}
+
+sdk::Result<PageSettings> parse_page_settings(const json& config, const std::filesystem::path& master_dir) {
+  PageSettings s;
+  auto str = [&](const char* key, std::string& into) -> sdk::Status {
+    if (!config.contains(key)) return {};
+    if (!config[key].is_string()) return sdk::invalid_config(std::string(key) + ": must be a string");
+    into = config[key].get<std::string>();
+    return {};
+  };
+  if (auto st = str("title", s.title); !st) return st;
+  if (auto st = str("title_url", s.title_url); !st) return st;
+  // A folder named in the config, or the conventional one beside the
+  // master when it exists.
+  auto folder = [&](const char* key, const char* conventional, std::filesystem::path& into) -> sdk::Status {
+    std::string named;
+    if (auto st = str(key, named); !st) return st;
+    if (named.empty()) {
+      std::error_code ec;
+      if (!master_dir.empty() && std::filesystem::is_directory(master_dir / conventional, ec)) {
+        into = master_dir / conventional;
+      }
+      return {};
+    }
+    into = std::filesystem::path(named).is_absolute() ? std::filesystem::path(named) : master_dir / named;
+    std::error_code ec;
+    if (!master_dir.empty() && !std::filesystem::is_directory(into, ec)) {
+      return sdk::invalid_config(std::string(key) + ": '" + into.string() + "' is not a folder");
+    }
+    return {};
+  };
+  if (auto st = folder("templates", "templates", s.templates); !st) return st;
+  if (auto st = folder("public_html", "public_html", s.public_html); !st) return st;
+
+  if (config.contains("revlink")) {
+    const json& r = config["revlink"];
+    if (r.is_string()) {
+      s.revlink = r.get<std::string>();
+    } else if (r.is_object()) {
+      auto m = string_map(config, "revlink");
+      if (!m) return m.status();
+      s.revlinks = std::move(*m);
+    } else {
+      return sdk::invalid_config("revlink: must be a format string with %s, or a map of repository to format");
+    }
+  }
+  if (config.contains("changecommentlink")) {
+    json links = config["changecommentlink"];
+    if (links.is_object()) links = json::array({links});
+    if (!links.is_array()) return sdk::invalid_config("changecommentlink: must be {regex, url, title} or a list of them");
+    for (size_t i = 0; i < links.size(); ++i) {
+      const json& l = links[i];
+      const std::string where = "changecommentlink[" + std::to_string(i) + "]";
+      if (!l.is_object() || !l.contains("regex") || !l["regex"].is_string() || !l.contains("url") ||
+          !l["url"].is_string()) {
+        return sdk::invalid_config(where + ": needs regex and url strings (title optional)");
+      }
+      CommentLink cl;
+      try {
+        cl.regex = std::regex(l["regex"].get<std::string>(), std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        return sdk::invalid_config(where + ".regex: " + e.what());
+      }
+      cl.url = regex_format(l["url"].get<std::string>());
+      cl.title = regex_format(l.value("title", std::string("$&")));
+      s.comment_links.push_back(std::move(cl));
+    }
+  }
+  auto projects = string_map(config, "projects");
+  if (!projects) return projects.status();
+  s.projects = std::move(*projects);
+  auto repositories = string_map(config, "repositories");
+  if (!repositories) return repositories.status();
+  s.repositories = std::move(*repositories);
+  return s;
+}
+
+void Pages::serve(const Request& request, const Identity& who, Respond respond) {
+  if (request.method != "GET" && request.method != "HEAD") {
+    Response r = html_error(405, "pages are read with GET");
+    r.headers.emplace_back("Allow", "GET");
+    return respond(std::move(r));
+  }
+  std::vector<std::string> segs;
+  for (const std::string& s : split_path(request.path)) segs.push_back(url_decode(s));
+  std::vector<std::string> args;
+  const PageRoute* route = match(segs, args);
+  if (!route) {
+    if (auto file = static_file(settings_.public_html, segs)) return respond(file_response(*file));
+    return respond(html_error(404, "no page at '" + request.path + "'; the REST API is under /api/v2"));
+  }
+  auto call = std::make_shared<PageRequest>(request, who, backend_, auth_, settings_, nullptr);
+  call->args = std::move(args);
+  const bool fragment = call->arg("fragment").value_or("") == "1";
+  PageRequest* self = call.get();  // whoever calls done holds the call
+  call->done = [self, fragment, respond = std::move(respond)](Page page) {
+    if (page.raw) return respond(std::move(*page.raw));
+    Response r;
+    r.status = page.status;
+    r.content_type = "text/html; charset=utf-8";
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    r.body = fragment ? std::move(page.content) : html::document(*self, page);
+    respond(std::move(r));
+  };
+  route->render(call);
 }
 
 }  // namespace kiln::web

@@ -80,25 +80,6 @@ bool all_digits(const std::string& s) {
   return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
 }
 
-unsigned http_status_of(kiln_status status) {
-  switch (status) {
-    case KILN_OK:
-      return 200;
-    case KILN_ERR_NOT_FOUND:
-      return 404;
-    case KILN_ERR_INVALID_ARGUMENT:
-    case KILN_ERR_INVALID_CONFIG:
-      return 400;
-    case KILN_ERR_UNSUPPORTED:
-      return 501;
-    case KILN_ERR_RETRY:
-    case KILN_ERR_CANCELLED:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
 // The resource type a path answers: its last collection segment, with
 // Buildbot's name for log contents.
 std::string type_of(const std::vector<std::string>& segs) {
@@ -462,6 +443,25 @@ class Call {
 };
 
 }  // namespace
+
+unsigned http_status_of(kiln_status status) {
+  switch (status) {
+    case KILN_OK:
+      return 200;
+    case KILN_ERR_NOT_FOUND:
+      return 404;
+    case KILN_ERR_INVALID_ARGUMENT:
+    case KILN_ERR_INVALID_CONFIG:
+      return 400;
+    case KILN_ERR_UNSUPPORTED:
+      return 501;
+    case KILN_ERR_RETRY:
+    case KILN_ERR_CANCELLED:
+      return 503;
+    default:
+      return 500;
+  }
+}
 
 std::string url_decode(std::string_view text) {
   std::string out;

@@ -41,6 +41,9 @@ std::optional<Action> action_of(const std::vector<std::string>& segs, const std:
 Response json_response(unsigned status, const nlohmann::json& body);
 Response error_response(unsigned status, std::string message);
 
+// The HTTP status of a data-API answer's status (404 for KILN_ERR_NOT_FOUND ...).
+unsigned http_status_of(kiln_status status);
+
 // "%41b+c" -> "Ab c"; a malformed escape is kept as it is.
 std::string url_decode(std::string_view text);
 

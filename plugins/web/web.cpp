@@ -1,6 +1,6 @@
 // kiln-web: the `web` status target. An HTTP server on its own thread
 // (http_server.h) serves Buildbot's REST API (rest.h), live updates over
-// /ws (live.h) and a few plain pages (pages.h). It reaches the master only
+// /ws (live.h) and server-rendered pages (pages.h, html.h). It reaches the master only
 // through the ABI: a request becomes a host post to the loop, a data_get,
 // data_control, change_add or policy_call there, and the answer is posted back to the
 // HTTP thread, so neither thread waits for the other. One subscription to
@@ -56,7 +56,21 @@ constexpr const char* kSchema = R"json({
     "rotate_length": {"type": "integer", "minimum": 0, "default": 10000000,
       "description": "Buildbot's rotateLength: the access log http.log (in the master folder) is rotated when it reaches this many bytes (0: never)."},
     "max_rotated_files": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 10,
-      "description": "Buildbot's maxRotatedFiles: rotated access logs kept (http.log.1 is the newest)."}
+      "description": "Buildbot's maxRotatedFiles: rotated access logs kept (http.log.1 is the newest)."},
+    "title": {"type": "string", "default": "Kiln",
+      "description": "The name at the left of every page's navigation bar (Buildbot's title)."},
+    "title_url": {"type": "string",
+      "description": "Where the title links (Buildbot's titleURL); the home page when absent."},
+    "templates": {"type": "string",
+      "description": "A template override folder (relative to the master's folder; templates/ there is used when it exists): layout.html replaces the page shell ({{head}} {{title}} {{nav}} {{content}} {{script}}), style.css is added to the style."},
+    "public_html": {"type": "string",
+      "description": "A folder of static files served at /NAME (relative to the master's folder; public_html/ there is used when it exists). '..' and encoded variants answer 404."},
+    "revlink": {"type": ["string", "object"],
+      "description": "Links revisions: a format with %s (\"https://github.com/o/r/commit/%s\"), or a map of repository to such a format."},
+    "changecommentlink": {"type": ["object", "array"],
+      "description": "Links text in change comments: {regex, url, title} (or a list), url and title with \\1 or \\g<1> for the match's groups."},
+    "projects": {"type": "object", "description": "A map of project name to URL: projects shown in pages link there."},
+    "repositories": {"type": "object", "description": "A map of repository to URL: repositories shown in pages link there."}
   }
 })json";
 
@@ -191,6 +205,7 @@ class WebStatus : public sdk::Reporter {
       return sdk::invalid_config("change_hook_auth needs an auth section (users, htpasswd or kiln_users)");
     }
     if (auto hooks = parse_hook_dialects(config); !hooks) return hooks.status();
+    if (auto pages = parse_page_settings(config, {}); !pages) return pages.status();
     return {};
   }
 
@@ -199,9 +214,12 @@ class WebStatus : public sdk::Reporter {
     auto listen = parse_listen(config().value("port", json(8010)));
     if (!listen) return listen.status();
     auto info = context().info();
-    auto settings = parse_auth_settings(
-        config(), info.ok() ? std::filesystem::path(info->value("master_dir", "")) : std::filesystem::path());
+    const std::filesystem::path master_dir =
+        info.ok() ? std::filesystem::path(info->value("master_dir", "")) : std::filesystem::path();
+    auto settings = parse_auth_settings(config(), master_dir);
     if (!settings) return settings.status();
+    auto page_settings = parse_page_settings(config(), master_dir);
+    if (!page_settings) return page_settings.status();
     auto hooks = parse_hook_dialects(config());
     if (!hooks) return hooks.status();
     hooks_ = std::move(*hooks);
@@ -224,7 +242,6 @@ class WebStatus : public sdk::Reporter {
       }
     }
     const sdk::Context ctx = context();
-    const std::filesystem::path master_dir = info.ok() ? info->value("master_dir", "") : "";
     ServerOptions options{listen->host, listen->port, kiln::tls::tls_files(config(), master_dir), {}};
     settings->secure_cookie = tls_ = options.tls.has_value();
     access_log_ = std::make_unique<AccessLog>(AccessLogOptions{
@@ -248,6 +265,7 @@ class WebStatus : public sdk::Reporter {
       return loaded;
     }
     rest_ = std::make_unique<RestApi>(*backend_, *auth_);
+    pages_ = std::make_unique<Pages>(*backend_, *auth_, std::move(*page_settings));
     if (auto error = server_->start(); !error.empty()) {
       const bool tls_problem = error.starts_with("tls:");
       stop();
@@ -278,6 +296,7 @@ class WebStatus : public sdk::Reporter {
     // The server first: its thread uses the REST API and the backend.
     if (server_) server_->stop();
     server_.reset();
+    pages_.reset();
     rest_.reset();
     auth_.reset();
     backend_.reset();
@@ -336,7 +355,7 @@ class WebStatus : public sdk::Reporter {
       return rest_->handle(request, rest_path, who, std::move(respond));
     }
     if (path.starts_with("/auth/")) return auth_->handle(request, who, std::move(respond));
-    respond(page(request));
+    pages_->serve(request, who, std::move(respond));
   }
 
   // Adds the changes one after the other, so their ids keep their order.
@@ -388,6 +407,7 @@ class WebStatus : public sdk::Reporter {
   HookDialects hooks_;
   bool hooks_need_login_ = false;
   std::unique_ptr<RestApi> rest_;
+  std::unique_ptr<Pages> pages_;
   std::optional<uint64_t> subscription_;
 };
 
