@@ -307,6 +307,16 @@ class WebStatus : public sdk::Reporter {
  private:
   // On the HTTP thread.
   void route(Request request, Respond respond) {
+    // A page's script (fetch) gets no Basic challenge: the browser would
+    // hold the request and ask for a password in a dialog, instead of the
+    // page saying that the action needs a login. Scripts and navigations
+    // keep it.
+    if (const auto mode = request.header("sec-fetch-mode"); !mode.empty() && mode != "navigate") {
+      respond = [respond = std::move(respond)](Response r) {
+        std::erase_if(r.headers, [](const auto& h) { return h.first == "WWW-Authenticate"; });
+        respond(std::move(r));
+      };
+    }
     if (has_dot_segment(request.path)) {
       return respond(error_response(404, "no such path: '.' and '..' segments are refused"));
     }
@@ -355,6 +365,14 @@ class WebStatus : public sdk::Reporter {
       return rest_->handle(request, rest_path, who, std::move(respond));
     }
     if (path.starts_with("/auth/")) return auth_->handle(request, who, std::move(respond));
+    if (path == "/favicon.ico") {
+      // Browsers ask for it on every site: without one in public_html, an
+      // empty answer rather than a 404 in every page's console.
+      return pages_->serve(request, who, [respond = std::move(respond)](Response r) {
+        if (r.status == 404) r = Response{204, "image/x-icon", {}, {}, {}};
+        respond(std::move(r));
+      });
+    }
     pages_->serve(request, who, std::move(respond));
   }
 

@@ -32,7 +32,7 @@ namespace {
 constexpr const char* kChromium = "/usr/bin/chromium";
 constexpr const char* kChromedriver = "/usr/bin/chromedriver";
 // The W3C name of an element reference in answers.
-constexpr const char* kElementKey = "element-6066-11e4-a52f-4f735466cecf";
+constexpr const char* kElementKey = "element-6066-11e4-a52e-4f735466cecf";
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 // The web plugin's pages in a real headless Chromium (browser.h) against a
-// real master: every page loads with no console errors, and pages follow a
-// build live, without a reload.
+// real master: every page loads with no console errors; a build forced from
+// the builder page's form runs and the page shows it without a reload; a
+// log page streams; a build page's stop button stops its build; a force
+// without a login is refused.
 
 #include "web/browser.h"
 #include "web/web_master.h"
@@ -8,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -15,47 +18,73 @@
 #include <vector>
 
 using kiln::testing::Browser;
-using kiln::testing::ConsoleEntry;
 using kiln::testing::WebMaster;
 using nlohmann::json;
 
 namespace {
 
-// Ids of real objects a page's path may name: {buildid}, {builderid},
-// {number}, {stepid}, {logid}.
-struct Ids {
-  json build;
-  json step;
-  json log;
-};
-
-// One page: its path (with {placeholders}), and a text a selector shows
-// once the page has rendered from the API.
+// A page: its path, with {placeholders} for ids of real objects, and a text
+// the page shows once rendered.
 struct Page {
   std::string path;
-  std::string selector;
   std::string shows;
 };
 
 // Every page the web plugin serves. A new page goes here.
 std::vector<Page> served_pages() {
   return {
-      {"/", "#content", "unit"},
-      {"/builders", "#content", "lint"},
-      {"/builders/unit", "#title", "Builder unit"},
-      {"/builders/{builderid}", "#title", "Builder unit"},
-      {"/builds/{buildid}", "#content", "hello"},
+      {"/", "unit"},
+      {"/builders", "lint"},
+      {"/builders/unit", "Builder unit"},
+      {"/builders/{builderid}", "Builder unit"},
+      {"/builders/{builderid}/builds/{number}", "hello"},
+      {"/builds/{buildid}", "hello"},
+      {"/builders/{builderid}/builds/{number}/steps/hello", "stdio"},
+      {"/builders/{builderid}/builds/{number}/steps/hello/logs/stdio", "line 2"},
+      {"/builders/{builderid}/builds/{number}/steps/hello/logs/stdio/text", "line 2"},
+      {"/logs/{logid}", "line 2"},
+      {"/logs/{logid}/text", "line 2"},
+      {"/buildstatus?builder=unit&number={number}", "hello"},
+      {"/changes", "alice"},
+      {"/changes/{changeid}", "alice"},
+      {"/workers", "w2"},
+      {"/workers/{workerid}", "w1"},
+      {"/buildslaves", "w2"},
+      {"/users", "Users"},
+      {"/about", "Kiln"},
+      {"/json/help", "REST API"},
+      {"/robots.txt", "User-agent"},
   };
 }
 
-std::string expand(std::string path, const Ids& ids) {
-  const std::vector<std::pair<std::string, json>> values = {
-      {"{buildid}", ids.build["buildid"]},   {"{builderid}", ids.build["builderid"]},
-      {"{number}", ids.build["number"]},     {"{stepid}", ids.step["stepid"]},
-      {"{logid}", ids.log["logid"]}};
-  for (const auto& [name, value] : values) {
+// The web options the pages are tried with: the base hook, for a change.
+constexpr const char* kPagesOptions = "change_hook_dialects: {base: true}";
+
+// The ids the placeholders stand for, from a finished `unit` build and a
+// change added through the base hook.
+std::vector<std::pair<std::string, std::string>> real_ids(WebMaster& web) {
+  const auto hook = web.request("POST", "/change_hook/base",
+                                json{{"author", "alice"}, {"comments", "fix"}, {"branch", "main"},
+                                     {"files", {"a.c"}}}
+                                    .dump(),
+                                {{"Content-Type", "application/json"}});
+  REQUIRE(hook.status == 200);
+  const json build = web.force_and_finish("unit");
+  const json step = web.get("/api/v2/builds/" + build["buildid"].dump() + "/steps").json()["steps"][0];
+  const json log = web.get("/api/v2/steps/" + step["stepid"].dump() + "/logs").json()["logs"][0];
+  const json worker = web.get("/api/v2/workers/w1").json()["workers"][0];
+  return {{"{buildid}", build["buildid"].dump()},
+          {"{builderid}", build["builderid"].dump()},
+          {"{number}", build["number"].dump()},
+          {"{logid}", log["logid"].dump()},
+          {"{changeid}", hook.json()["changeids"][0].dump()},
+          {"{workerid}", worker["workerid"].dump()}};
+}
+
+std::string expand(std::string path, const std::vector<std::pair<std::string, std::string>>& ids) {
+  for (const auto& [name, value] : ids) {
     for (size_t at = path.find(name); at != std::string::npos; at = path.find(name)) {
-      path.replace(at, name.size(), value.dump());
+      path.replace(at, name.size(), value);
     }
   }
   return path;
@@ -76,126 +105,163 @@ std::string url(const WebMaster& web, const std::string& path) {
   return "http://127.0.0.1:" + std::to_string(web.port()) + path;
 }
 
-Ids finished_unit_build(WebMaster& web) {
-  Ids ids;
-  ids.build = web.force_and_finish("unit");
-  ids.step = web.get("/api/v2/builds/" + ids.build["buildid"].dump() + "/steps").json()["steps"][0];
-  ids.log = web.get("/api/v2/steps/" + ids.step["stepid"].dump() + "/logs").json()["logs"][0];
-  return ids;
+// Throws (failing the test with `what`) unless `ok`: for use off the loop,
+// where Catch's REQUIRE may not run.
+void expect(bool ok, const std::string& what) {
+  if (!ok) throw std::runtime_error(what);
+}
+
+void require_no_console_errors(WebMaster& web, Browser& browser) {
+  const auto errors = web.off_loop([&] { return browser.console_errors(); });
+  INFO("console errors:\n" << kiln::testing::describe(errors));
+  REQUIRE(errors.empty());
+}
+
+// The first build of `builder` that has not finished, once one runs.
+json running_build(WebMaster& web, const std::string& builder) {
+  json running;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  do {
+    running = web.get("/api/v2/builders/" + builder + "/builds?complete=false").json();  // turns the loop
+  } while (running["builds"].empty() && std::chrono::steady_clock::now() < deadline);
+  REQUIRE(!running["builds"].empty());
+  return running["builds"][0];
 }
 
 }  // namespace
 
 TEST_CASE("every page loads in a real browser with no console errors") {
-  WebMaster web;
-  const Ids ids = finished_unit_build(web);
+  WebMaster web(kPagesOptions);
+  const auto ids = real_ids(web);
   auto browser = open_browser();
   for (const auto& page : served_pages()) {
     const std::string path = expand(page.path, ids);
     INFO("page " << path);
     const bool rendered = web.off_loop([&] {
       browser->navigate(url(web, path));
-      return browser->wait_for_text(page.selector, page.shows);
+      return browser->wait_for_text("body", page.shows);
     });
     const auto errors = web.off_loop([&] { return browser->console_errors(); });
+    INFO("it shows:\n" << web.off_loop([&] { return browser->text("body"); }).substr(0, 2000));
     INFO("console errors:\n" << kiln::testing::describe(errors));
     CHECK(rendered);
     CHECK(errors.empty());
   }
 }
 
-TEST_CASE("a builder page shows a build forced meanwhile without a reload") {
+TEST_CASE("a build forced from the builder page's form runs and the page shows it without a reload") {
   WebMaster web;
   auto browser = open_browser();
   web.off_loop([&] {
     browser->navigate(url(web, "/builders/unit"));
-    if (!browser->wait_for_text("#title", "Builder unit")) throw std::runtime_error("no builder page");
-    // Gone if the page reloads.
+    expect(!browser->find("form.force").empty(), "the builder page has no force form");
     browser->script("window.kilnNoReload = true;");
+    if (!browser->find("form.force input[name=reason]").empty()) {
+      browser->fill("form.force input[name=reason]", "forced from a browser");
+    }
+    browser->click("form.force button[type=submit]");
+    expect(browser->wait_for_text("form.force .rpc-result", "submitted"),
+           "the form did not report the buildset: " + browser->text("form.force"));
   });
-  const json build = web.force_and_finish("unit");
-  const std::string number = "#" + build["number"].dump();
-  const bool shown = web.off_loop([&] { return browser->wait_for_text("#content", number); });
+  REQUIRE(web.master().run_until([&] { return !web.master().finished_builds().empty(); }));
+  const json build = web.get("/api/v2/builders/unit/builds").json()["builds"][0];
+  REQUIRE(build["results"] == 0);
+  const bool shown = web.off_loop([&] { return browser->wait_for_text("#live", "success"); });
   INFO(web.off_loop([&] { return browser->text("body"); }));
   REQUIRE(shown);
   REQUIRE(web.off_loop([&] { return browser->script("return window.kilnNoReload === true;"); }) == true);
-  const auto errors = web.off_loop([&] { return browser->console_errors(); });
-  INFO(kiln::testing::describe(errors));
-  REQUIRE(errors.empty());
+  const json buildset = web.get("/api/v2/buildsets").json()["buildsets"][0];
+  REQUIRE(buildset["reason"].get<std::string>().find("forced from a browser") != std::string::npos);
+  require_no_console_errors(web, *browser);
 }
 
-TEST_CASE("a build page follows its build from running to finished without a reload") {
+TEST_CASE("a log page shows the lines of a running step as they come without a reload") {
   WebMaster web;
   auto browser = open_browser();
-  // `slow` runs until stopped, so the page sees it running first.
-  auto forced = web.rpc("/api/v2/forceschedulers/force", "force", {{"builderNames", {"slow"}}});
-  REQUIRE(forced.status == 200);
-  json running;
+  REQUIRE(web.rpc("/api/v2/forceschedulers/force", "force", {{"builderNames", {"slow"}}}).status == 200);
+  const json build = running_build(web, "slow");
+  json logs;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   do {
-    running = web.get("/api/v2/builders/slow/builds?complete=false").json();  // turns the loop
-  } while (running["builds"].empty() && std::chrono::steady_clock::now() < deadline);
-  REQUIRE(!running["builds"].empty());
-  const std::string buildid = running["builds"][0]["buildid"].dump();
-  const bool shows_running = web.off_loop([&] {
-    browser->navigate(url(web, "/builds/" + buildid));
+    logs = web.get("/api/v2/builds/" + build["buildid"].dump() + "/steps/wait/logs").json();
+  } while ((!logs.contains("logs") || logs["logs"].empty()) && std::chrono::steady_clock::now() < deadline);
+  REQUIRE(!logs["logs"].empty());
+  const std::string page = "/logs/" + logs["logs"][0]["logid"].dump();
+  // The master's clock is the test's: it moves while the browser waits, so
+  // the engine's timed log flushes happen.
+  auto streaming = std::async(std::launch::async, [&] {
+    browser->navigate(url(web, page));
     browser->script("window.kilnNoReload = true;");
-    return browser->wait_for_text("#content", "running");
+    expect(browser->wait_for_text("#live", "tick"), "the log page shows no line: " + browser->text("body"));
+    // A line the page did not have when it loaded.
+    const std::string first = browser->text("#live");
+    const size_t at = first.rfind("tick ");
+    const int shown = std::stoi(first.substr(at + 5));
+    return browser->wait_for_text("#live", "tick " + std::to_string(shown + 3));
   });
-  REQUIRE(shows_running);
-  auto stopped = web.rpc("/api/v2/builds/" + buildid, "stop", {{"reason", "enough"}});
-  REQUIRE(stopped.status == 200);
-  const bool shows_cancelled = web.off_loop([&] { return browser->wait_for_text("#content", "cancelled"); });
+  while (streaming.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) web.master().advance_s(1);
+  const bool streams = streaming.get();
   INFO(web.off_loop([&] { return browser->text("body"); }));
-  REQUIRE(shows_cancelled);
+  REQUIRE(streams);
   REQUIRE(web.off_loop([&] { return browser->script("return window.kilnNoReload === true;"); }) == true);
+  REQUIRE(web.rpc("/api/v2/builds/" + build["buildid"].dump(), "stop", json::object()).status == 200);
+  require_no_console_errors(web, *browser);
+}
+
+TEST_CASE("a build page's stop button stops its build and the page shows it without a reload") {
+  WebMaster web;
+  auto browser = open_browser();
+  REQUIRE(web.rpc("/api/v2/forceschedulers/force", "force", {{"builderNames", {"slow"}}}).status == 200);
+  const json build = running_build(web, "slow");
+  web.off_loop([&] {
+    browser->navigate(url(web, "/builds/" + build["buildid"].dump()));
+    browser->script("window.kilnNoReload = true;");
+    browser->click("button[data-method=stop]");
+  });
+  REQUIRE(web.master().run_until([&] { return !web.master().finished_builds().empty(); }));
+  REQUIRE(web.master().finished_builds().back()["results"] == 6);
+  const bool shown = web.off_loop([&] { return browser->wait_for_text("#live", "cancelled"); });
+  INFO(web.off_loop([&] { return browser->text("body"); }));
+  REQUIRE(shown);
+  REQUIRE(web.off_loop([&] { return browser->script("return window.kilnNoReload === true;"); }) == true);
+  require_no_console_errors(web, *browser);
+}
+
+TEST_CASE("a force from the page without a login is refused and starts nothing") {
+  WebMaster web("auth:\n  users: [{username: ann, password: secret}]\nauthz:\n  force_build: [ann]");
+  auto browser = open_browser();
+  const std::string said = web.off_loop([&] {
+    browser->navigate(url(web, "/builders/unit"));
+    expect(!browser->find("form.force").empty(), "the builder page has no force form");
+    browser->click("form.force button[type=submit]");
+    expect(browser->wait_until([&] { return !browser->text("form.force .rpc-result").empty(); }),
+           "the form said nothing");
+    return browser->text("form.force .rpc-result");
+  });
+  INFO(said);
+  REQUIRE_THAT(said, Catch::Contains("login"));
+  REQUIRE(web.get("/api/v2/buildrequests").json()["buildrequests"].empty());
+  // The refusal is the console's only error: the 401 of the force call.
   const auto errors = web.off_loop([&] { return browser->console_errors(); });
   INFO(kiln::testing::describe(errors));
-  REQUIRE(errors.empty());
+  REQUIRE(errors.size() == 1);
+  REQUIRE_THAT(errors[0].message, Catch::Contains("401"));
 }
 
-TEST_CASE("a force from a page without a login is refused and starts nothing") {
+TEST_CASE("a browser that logs in with the form may force from the builder page") {
   WebMaster web("auth:\n  users: [{username: ann, password: secret}]\nauthz:\n  force_build: [ann]");
   auto browser = open_browser();
-  const json answer = web.off_loop([&] {
-    browser->navigate(url(web, "/"));
-    // What a page's force button sends.
-    return browser->script(R"js(
-      return fetch("/api/v2/forceschedulers/force", {method: "POST",
-          headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({jsonrpc: "2.0", method: "force", id: 1,
-                                params: {builderNames: ["unit"], reason: "from a page"}})})
-        .then(async r => ({status: r.status, body: await r.json()}));)js");
-  });
-  INFO(answer.dump());
-  REQUIRE(answer["status"] == 401);
-  REQUIRE(web.get("/api/v2/buildrequests").json()["buildrequests"].empty());
-}
-
-TEST_CASE("a browser that logs in with the form may force a build") {
-  WebMaster web("auth:\n  users: [{username: ann, password: secret}]\nauthz:\n  force_build: [ann]");
-  auto browser = open_browser();
-  const bool logged_in = web.off_loop([&] {
+  web.off_loop([&] {
     browser->navigate(url(web, "/auth/login"));
     browser->fill("input[name=username]", "ann");
     browser->fill("input[name=password]", "secret");
     browser->click("button[type=submit]");
-    return browser->wait_for_text("#who", "ann");
+    expect(browser->wait_for_text("body", "ann"), "not logged in: " + browser->text("body"));
+    browser->navigate(url(web, "/builders/lint"));
+    browser->click("form.force button[type=submit]");
+    expect(browser->wait_for_text("form.force .rpc-result", "submitted"),
+           "the force was not submitted: " + browser->text("form.force"));
   });
-  REQUIRE(logged_in);
-  const json answer = web.off_loop([&] {
-    return browser->script(R"js(
-      return fetch("/auth/me").then(r => r.json()).then(me =>
-        fetch("/api/v2/forceschedulers/force", {method: "POST",
-            headers: {"Content-Type": "application/json", "X-CSRF-Token": me.csrf_token},
-            body: JSON.stringify({jsonrpc: "2.0", method: "force", id: 1,
-                                  params: {builderNames: ["lint"], reason: "from a page"}})}))
-        .then(async r => ({status: r.status, body: await r.json()}));)js");
-  });
-  INFO(answer.dump());
-  REQUIRE(answer["status"] == 200);
   REQUIRE(web.master().run_until([&] { return !web.master().finished_builds().empty(); }));
-  const auto errors = web.off_loop([&] { return browser->console_errors(); });
-  INFO(kiln::testing::describe(errors));
-  REQUIRE(errors.empty());
+  require_no_console_errors(web, *browser);
 }
