@@ -31,12 +31,11 @@ uint16_t free_loopback_port() {
   return a.local_endpoint().port();
 }
 
-// One round of callbacks from the store thread: counts answers and stops
-// the benchmark at the first error.
-template <class T>
+// The completion of a store call that returns nothing: the benchmark stops
+// at the first error.
 auto checked(const char* what) {
-  return [what](kiln::store::Result<T> r) {
-    if (!r.ok()) die(std::string(what) + ": " + r.status.message);
+  return [what](kiln::store::Status status) {
+    if (!status.ok()) die(std::string(what) + ": " + status.message);
   };
 }
 
@@ -95,13 +94,13 @@ void fill_store(const fs::path& dir, int builds) {
     const int results = i % 7 == 0 ? 2 : 0;
     const int64_t at = 1'700'000'000 + i;
     const auto& set = sets[static_cast<size_t>(i)];
-    store.start_step(stepids[static_cast<size_t>(i)], at, checked<void>("start_step"));
-    store.finish_step(stepids[static_cast<size_t>(i)], results, false, at + 30, checked<void>("finish_step"));
+    store.start_step(stepids[static_cast<size_t>(i)], at, checked("start_step"));
+    store.finish_step(stepids[static_cast<size_t>(i)], results, false, at + 30, checked("finish_step"));
     store.set_build_state_string(buildids[static_cast<size_t>(i)], results ? "failed compile" : "build successful",
-                                 checked<void>("set_build_state_string"));
-    store.finish_build(buildids[static_cast<size_t>(i)], results, at + 31, checked<void>("finish_build"));
-    store.complete_requests({set.brids.begin()->second}, results, at + 31, checked<void>("complete_requests"));
-    store.complete_buildset(set.bsid, results, at + 31, checked<void>("complete_buildset"));
+                                 checked("set_build_state_string"));
+    store.finish_build(buildids[static_cast<size_t>(i)], results, at + 31, checked("finish_build"));
+    store.complete_requests({set.brids.begin()->second}, results, at + 31, checked("complete_requests"));
+    store.complete_buildset(set.bsid, results, at + 31, checked("complete_buildset"));
   }
   if (!store.wait().ok()) die("finishing the builds");
   store.set_master_active_sync(masterid.value, false, 0);

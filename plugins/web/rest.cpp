@@ -217,14 +217,13 @@ class Call {
       }
       json count_query = q;
       count_query["count"] = true;
-      backend.get(path, count_query,
-                  [respond, type, items = std::move(items)](Answer counted) mutable {
-                    if (!counted.ok()) {
-                      return respond(error_response(http_status_of(counted.status), counted.error));
-                    }
-                    respond(json_response(200, envelope(type, std::move(items),
-                                                        counted.value.value("total", int64_t{0}))));
-                  });
+      // Shared, not captured: the callback is copied on its way through the
+      // loop, and a page of builds is not worth copying each time.
+      auto page = std::make_shared<json>(std::move(items));
+      backend.get(path, count_query, [respond, type, page](Answer counted) {
+        if (!counted.ok()) return respond(error_response(http_status_of(counted.status), counted.error));
+        respond(json_response(200, envelope(type, std::move(*page), counted.value.value("total", int64_t{0}))));
+      });
     });
   }
 

@@ -176,15 +176,19 @@ class LoopBackend final : public Backend {
   template <class Call>
   void on_loop(AnswerFn done, Call call) {
     HttpPoster to_http = to_http_;
-    auto reply = [to_http, done](Answer a) {
-      to_http([done, a = std::move(a)]() mutable { done(std::move(a)); });
+    // Shared: std::function copies what it holds, and `done` may hold a
+    // page of JSON.
+    auto shared_done = std::make_shared<AnswerFn>(std::move(done));
+    auto reply = [to_http, shared_done](Answer a) {
+      auto answer = std::make_shared<Answer>(std::move(a));
+      to_http([shared_done, answer] { (*shared_done)(std::move(*answer)); });
     };
     sdk::Status posted = ctx_.post([ctx = ctx_, call = std::move(call), reply]() {
       sdk::Status started =
           call(ctx, [reply](sdk::Result<json> r) { reply(answer_of(std::move(r))); });
       if (!started) reply(Answer{started.code(), nullptr, started.message()});
     });
-    if (!posted) done(Answer{posted.code(), nullptr, posted.message()});
+    if (!posted) (*shared_done)(Answer{posted.code(), nullptr, posted.message()});
   }
 
   const sdk::Context ctx_;
