@@ -19,13 +19,17 @@
 #include <boost/asio/ip/address.hpp>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -135,19 +139,76 @@ Answer answer_of(sdk::Result<json> r) {
   return Answer{r.status().code(), nullptr, r.status().message()};
 }
 
+// Data-API answers kept for repeated reads (a dashboard polling, a page
+// many people watch): an answer is reused until the next data-API event
+// (every change the core publishes bumps the generation, on the loop) and
+// for at most kCacheLifetime, which bounds how stale what the core changes
+// without an event (a reconfigured builder, a master's last_active) can
+// be. A read that raced with an event is not kept.
+class ReadCache {
+ public:
+  static constexpr auto kCacheLifetime = std::chrono::seconds(1);
+  static constexpr size_t kMaxEntries = 512;
+
+  // Any thread (the loop, on each event).
+  void invalidate() { generation_.fetch_add(1, std::memory_order_acq_rel); }
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+  std::optional<Answer> find(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return std::nullopt;
+    if (it->second.generation != generation() ||
+        std::chrono::steady_clock::now() - it->second.at > kCacheLifetime) {
+      entries_.erase(it);
+      return std::nullopt;
+    }
+    return Answer{KILN_OK, *it->second.value, {}};
+  }
+
+  // `asked_at`: the generation when the read was sent.
+  void keep(const std::string& key, uint64_t asked_at, const json& value) {
+    if (asked_at != generation()) return;
+    std::lock_guard lock(mutex_);
+    if (entries_.size() >= kMaxEntries) entries_.clear();
+    entries_[key] = Entry{asked_at, std::chrono::steady_clock::now(), std::make_shared<const json>(value)};
+  }
+
+ private:
+  struct Entry {
+    uint64_t generation = 0;
+    std::chrono::steady_clock::time_point at;
+    std::shared_ptr<const json> value;
+  };
+  std::atomic<uint64_t> generation_{0};
+  std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
 // The Backend of the HTTP side: each call goes to the loop through the
 // host's post, and its answer comes back through the server's poster.
+// Reads answered lately come from the cache without the trip.
 class LoopBackend final : public Backend {
  public:
   LoopBackend(sdk::Context ctx, HttpPoster to_http)
       : ctx_(std::move(ctx)), to_http_(std::move(to_http)) {}
 
   void get(std::string path, json query, AnswerFn done) override {
-    on_loop(std::move(done), [path = std::move(path), query = std::move(query)](
+    std::string key = path + "?" + query.dump();
+    if (auto cached = cache_.find(key)) return done(std::move(*cached));
+    const uint64_t asked_at = cache_.generation();
+    auto keep = [this, key = std::move(key), asked_at, done = std::move(done)](Answer a) {
+      if (a.ok()) cache_.keep(key, asked_at, a.value);
+      done(std::move(a));
+    };
+    on_loop(std::move(keep), [path = std::move(path), query = std::move(query)](
                                  const sdk::Context& ctx, sdk::JsonCallback answered) {
       return ctx.data_get(path, query, std::move(answered));
     });
   }
+
+  // On the loop: the data changed.
+  void changed() { cache_.invalidate(); }
 
   void add_change(json change, AnswerFn done) override {
     on_loop(std::move(done), [change = std::move(change)](const sdk::Context& ctx,
@@ -193,6 +254,7 @@ class LoopBackend final : public Backend {
 
   const sdk::Context ctx_;
   const HttpPoster to_http_;
+  ReadCache cache_;
 };
 
 class WebStatus : public sdk::Reporter {
@@ -276,6 +338,7 @@ class WebStatus : public sdk::Reporter {
       return sdk::Status(tls_problem ? KILN_ERR_INVALID_CONFIG : KILN_ERR_RETRY, error);
     }
     auto sub = context().subscribe("#", [this](std::string_view key, const json& event) {
+      if (backend_) backend_->changed();
       if (server_ && server_->has_live_clients()) server_->publish(std::string(key), event.dump());
     });
     if (!sub) {
