@@ -15,11 +15,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <vector>
+#include <memory>
 #include <string>
+#include <vector>
 
 using kiln::testing::HttpConnection;
 using kiln::testing::HttpReply;
+using kiln::testing::LiveConnection;
 using kiln::testing::TempDir;
 using kiln::testing::WebMaster;
 using nlohmann::json;
@@ -34,7 +36,8 @@ std::string page_of(WebMaster& web, const std::string& target) {
   return reply.body;
 }
 
-void require_page_error(WebMaster& web, const std::string& target, unsigned status, const std::string& reason) {
+void require_page_error(WebMaster& web, const std::string& target, unsigned status,
+                        const std::string& reason) {
   HttpReply reply = web.get(target);
   INFO(target << " -> " << reply.status << " " << reply.body.substr(0, 2000));
   REQUIRE(reply.status == status);
@@ -63,10 +66,11 @@ TEST_CASE("the builder page shows recent builds pending requests and the force f
   REQUIRE_THAT(page, Catch::Contains("data-rpc=\"/api/v2/forceschedulers/force\" data-method=\"force\""));
   REQUIRE_THAT(page, Catch::Contains("name=\"reason\" value=\"force build\""));
   REQUIRE_THAT(page, Catch::Contains("&quot;builderNames&quot;:[&quot;unit&quot;]"));
-  REQUIRE_THAT(page, Catch::Contains("href=\"/workers/"));
+  REQUIRE_THAT(page, Catch::Contains("\">w1</a></td></tr>"));  // the worker of a build
   // One subscription to what changes the page, narrowed to this builder.
   REQUIRE_THAT(page, Catch::Contains("data-live=\"builds/*/*,buildrequests/*/*,workers/*/*\""));
-  REQUIRE_THAT(page, Catch::Contains("data-live-match=\"{&quot;builderid&quot;:" + unit["builderid"].dump() + "}\""));
+  REQUIRE_THAT(
+      page, Catch::Contains("data-live-match=\"{&quot;builderid&quot;:" + unit["builderid"].dump() + "}\""));
   // By id too, and numbuilds limits the list.
   const std::string by_id = page_of(web, "/builders/" + unit["builderid"].dump() + "?numbuilds=1");
   REQUIRE_THAT(by_id, Catch::Contains("/builds/2\">#2</a>"));
@@ -85,14 +89,14 @@ TEST_CASE("a pending request is listed with a cancel button that cancels it") {
     }
     return json();
   };
-  REQUIRE(web.master().run_until([&] {
-    return !waiting_request().is_null() && web.master().get("builders/slow/builds").size() == 1;
-  }));
+  REQUIRE(web.master().run_until(
+      [&] { return !waiting_request().is_null() && web.master().get("builders/slow/builds").size() == 1; }));
   const json waiting = waiting_request();
   const std::string brid = waiting["buildrequestid"].dump();
   const std::string page = page_of(web, "/builders/slow");
   REQUIRE_THAT(page, Catch::Contains("<h2>Pending build requests</h2>"));
-  REQUIRE_THAT(page, Catch::Contains("data-rpc=\"/api/v2/buildrequests/" + brid + "\" data-method=\"cancel\""));
+  REQUIRE_THAT(page,
+               Catch::Contains("data-rpc=\"/api/v2/buildrequests/" + brid + "\" data-method=\"cancel\""));
   // What the button posts.
   REQUIRE(web.rpc("/api/v2/buildrequests/" + brid, "cancel", {{"reason", "x"}}).status == 200);
   REQUIRE_THAT(page_of(web, "/builders/slow?fragment=1"),
@@ -105,19 +109,24 @@ TEST_CASE("a pending request is listed with a cancel button that cancels it") {
 
 TEST_CASE("the build page shows steps logs properties blamelist changes and rebuild") {
   WebMaster web;
-  web.master().add_change({{"author", "dev <dev@example.org>"}, {"comments", "make it faster"},
-                           {"revision", "0123456789abcdef"}, {"branch", "main"},
-                           {"repository", "https://git.example.org/r"}, {"project", "proj"}});
+  web.master().add_change({{"author", "dev <dev@example.org>"},
+                           {"comments", "make it faster"},
+                           {"revision", "0123456789abcdef"},
+                           {"branch", "main"},
+                           {"repository", "https://git.example.org/r"},
+                           {"project", "proj"}});
   json build = web.force_and_finish("unit");
   const std::string id = build["buildid"].dump();
   const std::string bid = build["builderid"].dump();
-  for (const std::string& target : std::vector<std::string>{"/builds/" + id, "/builders/unit/builds/1", "/builders/" + bid + "/builds/1"}) {
+  for (const std::string& target : std::vector<std::string>{"/builds/" + id, "/builders/unit/builds/1",
+                                                            "/builders/" + bid + "/builds/1"}) {
     const std::string page = page_of(web, target);
     INFO(target);
     REQUIRE_THAT(page, Catch::Contains(">unit</a> build #1</h1>"));
     REQUIRE_THAT(page, Catch::Contains("href=\"/builders/" + bid + "/builds/1/steps/0\">hello</a>"));
     REQUIRE_THAT(page, Catch::Contains("href=\"/builders/" + bid + "/builds/1/steps/1\">count</a>"));
-    REQUIRE_THAT(page, Catch::Contains("href=\"/builders/" + bid + "/builds/1/steps/0/logs/stdio\">stdio</a>"));
+    REQUIRE_THAT(page,
+                 Catch::Contains("href=\"/builders/" + bid + "/builds/1/steps/0/logs/stdio\">stdio</a>"));
     REQUIRE_THAT(page, Catch::Contains("data-method=\"rebuild\""));
     REQUIRE_THAT(page, Catch::Contains("<h2>Properties</h2>"));
     REQUIRE_THAT(page, Catch::Contains("<td>owner</td><td>ann</td><td>"));
@@ -141,7 +150,8 @@ TEST_CASE("step and log pages colour the streams and the text form strips header
   REQUIRE_THAT(step, Catch::Contains("/raw\">download</a>"));
 
   const std::string log = page_of(web, base + "/logs/stdio");
-  REQUIRE_THAT(log, Catch::Contains("<span class=\"o\">line 1\nline 2\n</span><span class=\"e\">oops\n</span>"));
+  REQUIRE_THAT(log,
+               Catch::Contains("<span class=\"o\">line 1\nline 2\n</span><span class=\"e\">oops\n</span>"));
   REQUIRE_THAT(log, Catch::Contains("<span class=\"h\">"));
   HttpReply text = web.get(base + "/logs/stdio/text");
   REQUIRE(text.status == 200);
@@ -156,10 +166,12 @@ TEST_CASE("a long log is shown a page at a time and its text form streams it who
   const std::string logid = log["logid"].dump();
   const int64_t lines = log["num_lines"].get<int64_t>();
   // Header lines come before seq's output (and after it).
-  const std::string head = web.master().get("logs/" + logid + "/contents", {{"offset", 0}, {"limit", 200}})["content"];
+  const std::string head =
+      web.master().get("logs/" + logid + "/contents", {{"offset", 0}, {"limit", 200}})["content"];
   const size_t at = head.find("\no1\n");
   REQUIRE(at != std::string::npos);
-  const auto header = static_cast<int64_t>(std::count(head.begin(), head.begin() + static_cast<std::ptrdiff_t>(at), '\n') + 1);
+  const auto header = static_cast<int64_t>(
+      std::count(head.begin(), head.begin() + static_cast<std::ptrdiff_t>(at), '\n') + 1);
 
   const std::string first = page_of(web, "/logs/" + logid + "?limit=100");
   REQUIRE_THAT(first, Catch::Contains(" of " + std::to_string(lines)));
@@ -167,7 +179,8 @@ TEST_CASE("a long log is shown a page at a time and its text form streams it who
   // The page ends at line 100: the header's lines, then seq's first ones.
   REQUIRE_THAT(first, Catch::Contains("\n" + std::to_string(100 - header) + "\n</span></pre>"));
 
-  const std::string middle = page_of(web, "/logs/" + logid + "?offset=" + std::to_string(header + 2000) + "&limit=3");
+  const std::string middle =
+      page_of(web, "/logs/" + logid + "?offset=" + std::to_string(header + 2000) + "&limit=3");
   REQUIRE_THAT(middle, Catch::Contains("<span class=\"o\">2001\n2002\n2003\n</span>"));
   REQUIRE_THAT(middle, Catch::Contains("\">previous</a>"));
 
@@ -193,9 +206,13 @@ TEST_CASE("bad page arguments answer 400 with the reason") {
 
 TEST_CASE("buildstatus changes workers about API help and robots.txt answer their pages") {
   WebMaster web;
-  const int64_t changeid = web.master().add_change(
-      {{"author", "dev"}, {"comments", "a <b>bold</b> claim"}, {"revision", "abc"}, {"branch", "main"},
-       {"repository", "r"}, {"project", "p"}, {"files", {"src/a.c"}}});
+  const int64_t changeid = web.master().add_change({{"author", "dev"},
+                                                    {"comments", "a <b>bold</b> claim"},
+                                                    {"revision", "abc"},
+                                                    {"branch", "main"},
+                                                    {"repository", "r"},
+                                                    {"project", "p"},
+                                                    {"files", {"src/a.c"}}});
   web.force_and_finish("lint");
 
   const std::string status = page_of(web, "/buildstatus?builder=lint&number=1");
@@ -233,7 +250,8 @@ TEST_CASE("buildstatus changes workers about API help and robots.txt answer thei
   REQUIRE_THAT(robots.body, Catch::Contains("Disallow: /waterfall"));
 
   // Every page has the nav bar linking the others.
-  for (const char* link : {"href=\"/changes\"", "href=\"/workers\"", "href=\"/about\"", "href=\"/json/help\""}) {
+  for (const char* link :
+       {"href=\"/changes\"", "href=\"/workers\"", "href=\"/about\"", "href=\"/json/help\""}) {
     REQUIRE_THAT(about, Catch::Contains(link));
   }
 }
@@ -265,8 +283,9 @@ TEST_CASE("public_html files are served and traversal out of it answers 404") {
   REQUIRE(hello.headers.at("content-type") == "text/plain; charset=utf-8");
   REQUIRE(web.get("/css/site.css").headers.at("content-type") == "text/css; charset=utf-8");
   REQUIRE(web.get("/robots.txt").body == "User-agent: *\nDisallow: /secret\n");
-  for (const char* target : {"/../secret.txt", "/..%2fsecret.txt", "/%2e%2e/secret.txt", "/css/..%2F..%2Fsecret.txt",
-                             "/%2E%2E%5Csecret.txt", "/link.txt", "/nothing.txt", "/css"}) {
+  for (const char* target :
+       {"/../secret.txt", "/..%2fsecret.txt", "/%2e%2e/secret.txt", "/css/..%2F..%2Fsecret.txt",
+        "/%2E%2E%5Csecret.txt", "/link.txt", "/nothing.txt", "/css"}) {
     INFO(target);
     HttpReply reply = web.get(target);
     REQUIRE(reply.status == 404);
@@ -292,26 +311,34 @@ TEST_CASE("revlink changecommentlink projects and repositories decorate what pag
   WebMaster web(
       "revlink:\n"
       "  https://git.example.org/r: \"https://git.example.org/r/commit/%s\"\n"
-      "changecommentlink: {regex: \"#(\\\\d+)\", url: \"https://bugs.example.org/\\\\1\", title: \"Bug \\\\1\"}\n"
+      "changecommentlink: {regex: \"#(\\\\d+)\", url: \"https://bugs.example.org/\\\\1\", title: \"Bug "
+      "\\\\1\"}\n"
       "projects: {proj: \"https://proj.example.org/\"}\n"
       "repositories: {\"https://git.example.org/r\": \"https://git.example.org/r/browse\"}\n");
-  const int64_t changeid = web.master().add_change(
-      {{"author", "dev"}, {"comments", "fixes #42 and #7"}, {"revision", "0123456789abcdef"},
-       {"repository", "https://git.example.org/r"}, {"project", "proj"}});
-  const int64_t other = web.master().add_change({{"author", "dev"}, {"comments", "x"}, {"revision", "fedcba"},
-                                                 {"repository", "elsewhere"}, {"project", "q"}});
+  const int64_t changeid = web.master().add_change({{"author", "dev"},
+                                                    {"comments", "fixes #42 and #7"},
+                                                    {"revision", "0123456789abcdef"},
+                                                    {"repository", "https://git.example.org/r"},
+                                                    {"project", "proj"}});
+  const int64_t other = web.master().add_change({{"author", "dev"},
+                                                 {"comments", "x"},
+                                                 {"revision", "fedcba"},
+                                                 {"repository", "elsewhere"},
+                                                 {"project", "q"}});
   const std::string page = page_of(web, "/changes/" + std::to_string(changeid));
   REQUIRE_THAT(page, Catch::Contains("<a href=\"https://git.example.org/r/commit/0123456789abcdef\" "
                                      "title=\"0123456789abcdef\">0123456789ab</a>"));
-  REQUIRE_THAT(page, Catch::Contains("fixes <a href=\"https://bugs.example.org/42\" title=\"Bug 42\">#42</a> and "
-                                     "<a href=\"https://bugs.example.org/7\" title=\"Bug 7\">#7</a>"));
+  REQUIRE_THAT(page,
+               Catch::Contains("fixes <a href=\"https://bugs.example.org/42\" title=\"Bug 42\">#42</a> and "
+                               "<a href=\"https://bugs.example.org/7\" title=\"Bug 7\">#7</a>"));
   REQUIRE_THAT(page, Catch::Contains("<a href=\"https://proj.example.org/\">proj</a>"));
-  REQUIRE_THAT(page, Catch::Contains("<a href=\"https://git.example.org/r/browse\">https://git.example.org/r</a>"));
+  REQUIRE_THAT(page,
+               Catch::Contains("<a href=\"https://git.example.org/r/browse\">https://git.example.org/r</a>"));
   const std::string plain = page_of(web, "/changes/" + std::to_string(other));
   REQUIRE_THAT(plain, Catch::Contains("<span title=\"fedcba\">fedcba</span>"));
   // A change's own revlink is a link only when it is http(s).
-  const int64_t evil = web.master().add_change({{"author", "x"}, {"comments", "x"}, {"revision", "1"},
-                                                {"revlink", "javascript:alert(1)"}});
+  const int64_t evil = web.master().add_change(
+      {{"author", "x"}, {"comments", "x"}, {"revision", "1"}, {"revlink", "javascript:alert(1)"}});
   REQUIRE_THAT(page_of(web, "/changes/" + std::to_string(evil)), !Catch::Contains("href=\"javascript:"));
 }
 
@@ -324,7 +351,8 @@ TEST_CASE("the users pages follow show_users_page") {
       "authz:\n"
       "  show_users_page: [ann]\n");
   auto basic = [](const std::string& user) {
-    return std::map<std::string, std::string>{{"Authorization", "Basic " + kiln::sdk::base64_encode(user + ":pw")}};
+    return std::map<std::string, std::string>{
+        {"Authorization", "Basic " + kiln::sdk::base64_encode(user + ":pw")}};
   };
   REQUIRE(web.get("/users").status == 401);
   REQUIRE(web.request("GET", "/users", "", basic("bob")).status == 403);
@@ -335,4 +363,36 @@ TEST_CASE("the users pages follow show_users_page") {
   REQUIRE_THAT(ann.body, Catch::Contains("ann <button id=\"logout\">"));
   // Logging in is offered to the anonymous.
   REQUIRE_THAT(page_of(web, "/about"), Catch::Contains("href=\"/auth/login\""));
+}
+
+TEST_CASE("the routing keys a page declares are what /ws delivers when the page changes") {
+  WebMaster web;
+  web.force_and_finish("lint");
+  const std::string page = page_of(web, "/builders/lint");
+  const std::string marker = "data-live=\"";
+  const size_t at = page.find(marker);
+  REQUIRE(at != std::string::npos);
+  std::string keys = page.substr(at + marker.size(), page.find('"', at + marker.size()) - at - marker.size());
+  auto live = web.off_loop([&] { return std::make_shared<LiveConnection>(web.port()); });
+  int id = 0;
+  for (size_t start = 0; start <= keys.size();) {
+    const size_t comma = std::min(keys.find(',', start), keys.size());
+    const std::string path = keys.substr(start, comma - start);
+    start = comma + 1;
+    auto answer = web.off_loop([&] {
+      live->send({{"cmd", "startConsuming"}, {"path", path}, {"_id", ++id}});
+      return live->receive();
+    });
+    INFO(path);
+    REQUIRE(answer);
+    REQUIRE((*answer)["code"] == 200);
+  }
+  REQUIRE(id == 3);
+  // A build of the page's builder is an event the script acts on, and the
+  // fragment it then fetches shows the build.
+  json build = web.force_and_finish("lint");
+  auto event = web.off_loop([&] { return live->receive(); });
+  REQUIRE(event);
+  REQUIRE((*event)["m"]["builderid"] == build["builderid"]);
+  REQUIRE_THAT(page_of(web, "/builders/lint?fragment=1"), Catch::Contains("/builds/2\">#2</a>"));
 }
