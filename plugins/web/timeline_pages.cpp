@@ -199,13 +199,14 @@ struct Builders {
 
 // The builders read for the filters every timeline page shares: exact
 // names (`builder=`), tags (`category=`/`tag=`, any of) and a name
-// fragment (`search=`).
+// fragment (`search=`). Only the summary shows tags: a page that does
+// not leaves them unread.
 Get builders_get(const std::vector<std::string>& names, const std::vector<std::string>& tags,
                  const std::optional<std::string>& search = std::nullopt,
-                 bool with_description = false) {
+                 bool with_tags = false) {
   Query q;
-  q.raw("field=builderid&field=name&field=tags&order=name");
-  if (with_description) q.raw("field=description");
+  q.raw("field=builderid&field=name&order=name");
+  if (with_tags) q.raw("field=tags");
   q.each("name", names).each("tags__contains", tags);
   if (search && !search->empty()) q.add("name__contains", *search);
   return {"builders", q.str()};
@@ -681,26 +682,40 @@ void console_page(PageCall call) {
       call, {builders_get(call->arg_all("builder"), tags_of(call))}, {"changes", changes.str()},
       [call](std::shared_ptr<Builders> builders, std::vector<Revision> revisions) {
         // A failed first build is red or orange by the builder's build
-        // before it: one read each, at once, only for the failed cells.
+        // before it. Build 1 has none; the one numbered just before is
+        // often in the table already (the builder's build of an older
+        // change); the rest are one read each, at once.
+        std::map<std::pair<int64_t, int64_t>, const json*> known;  // (builderid, number)
+        for (const auto& r : revisions) {
+          for (const auto& [builderid, build] : r.builds) known[{builderid, id_of(build, "number")}] = &build;
+        }
         struct Cell {
           size_t revision;
           int64_t builderid;
         };
         std::vector<Cell> failed;
         std::vector<Get> previous;
+        std::map<std::pair<size_t, int64_t>, bool> previous_good;
         for (size_t i = 0; i < revisions.size(); ++i) {
           for (const auto& [builderid, build] : revisions[i].builds) {
             if (!complete(build) || good(build)) continue;
+            const int64_t number = id_of(build, "number");
+            if (number <= 1) continue;
+            auto before = known.find({builderid, number - 1});
+            if (before != known.end() && complete(*before->second)) {
+              previous_good[{i, builderid}] = good(*before->second);
+              continue;
+            }
             failed.push_back({i, builderid});
             previous.push_back({"builders/" + std::to_string(builderid) + "/builds",
                                 "complete=true&field=results&order=-number&limit=1&number__lt=" +
-                                    std::to_string(id_of(build, "number"))});
+                                    std::to_string(number)});
           }
         }
         auto shared = std::make_shared<std::vector<Revision>>(std::move(revisions));
-        call->gather(std::move(previous), [call, builders, shared, failed](Answers a) {
+        call->gather(std::move(previous), [call, builders, shared, failed,
+                                           previous_good](Answers a) mutable {
           if (auto bad = first_error(a)) return call->done(std::move(*bad));
-          std::map<std::pair<size_t, int64_t>, bool> previous_good;
           for (size_t i = 0; i < failed.size(); ++i) {
             if (!a[i].value.empty()) {
               previous_good[{failed[i].revision, failed[i].builderid}] = good(a[i].value[0]);

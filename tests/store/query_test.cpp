@@ -292,3 +292,24 @@ TEST_CASE("a list field left out of fields is not read") {
   REQUIRE(rows[0]["tags"] == json::array({"fast", "linux"}));
   REQUIRE_FALSE(rows[0].contains("masterids"));
 }
+
+TEST_CASE("tags of a long page of builders are read in one pass and match those read per row") {
+  std::unique_ptr<Store> store = kiln::testing::open_memory_store();
+  for (int i = 0; i < 100; ++i) {
+    std::vector<std::string> tags;
+    if (i % 2) tags.push_back("odd");
+    if (i % 3 == 0) tags.push_back("three");
+    ok(store->ensure_builder_sync("b" + std::to_string(i), std::nullopt, tags));
+  }
+  ResultSpec all;
+  const json many = ok(store->query_sync(Resource::kBuilders, all));
+  REQUIRE(many.size() == 100);
+  for (const auto& b : many) {
+    ResultSpec one;
+    one.filters = {{"builderid", FilterOp::kEq, {b["builderid"]}}};
+    INFO(b["name"]);
+    REQUIRE(ok(store->query_sync(Resource::kBuilders, one))[0]["tags"] == b["tags"]);
+  }
+  REQUIRE(many[3]["tags"] == json::array({"odd", "three"}));
+  REQUIRE(many[2]["tags"] == json::array());
+}
