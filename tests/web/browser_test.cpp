@@ -54,6 +54,18 @@ std::vector<Page> served_pages() {
       {"/about", "Kiln"},
       {"/json/help", "REST API"},
       {"/robots.txt", "User-agent"},
+      {"/builders?tag=fast", "unit"},
+      {"/waterfall", "unit"},
+      {"/waterfall?builder=unit&show_events=false&num_events=5", "unit"},
+      {"/grid", "unit"},
+      {"/grid?width=3&branch=main", "unit"},
+      {"/tgrid?length=2&rev_order=asc", "unit"},
+      {"/console", "alice"},
+      {"/console?branch=main&builder=unit", "alice"},
+      {"/one_line_per_build", "unit"},
+      {"/one_line_per_build?numbuilds=5&builder=unit", "unit"},
+      {"/rss", "rss"},
+      {"/atom", "feed"},
   };
 }
 
