@@ -139,48 +139,47 @@ Answer answer_of(sdk::Result<json> r) {
   return Answer{r.status().code(), nullptr, r.status().message()};
 }
 
-// Data-API answers kept for repeated reads (a dashboard polling, a page
-// many people watch): an answer is reused until the next data-API event
-// (every change the core publishes bumps the generation, on the loop) and
-// for at most kCacheLifetime, which bounds how stale what the core changes
-// without an event (a reconfigured builder, a master's last_active) can
-// be. A read that raced with an event is not kept.
+// Data-API answers, and whole REST responses, kept for repeated reads (a
+// dashboard polling, a page many people watch): reused until the next
+// data-API event (every change the core publishes bumps the generation, on
+// the loop) and for at most kCacheLifetime, which bounds how stale what the
+// core changes without an event (a reconfigured builder, a master's
+// last_active) can be. A read that raced with an event is not kept.
+template <class Value>
 class ReadCache {
  public:
   static constexpr auto kCacheLifetime = std::chrono::seconds(1);
   static constexpr size_t kMaxEntries = 512;
 
-  // Any thread (the loop, on each event).
-  void invalidate() { generation_.fetch_add(1, std::memory_order_acq_rel); }
-  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  explicit ReadCache(const std::atomic<uint64_t>& generation) : generation_(generation) {}
 
-  std::optional<Answer> find(const std::string& key) {
+  std::optional<Value> find(const std::string& key) {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(key);
     if (it == entries_.end()) return std::nullopt;
-    if (it->second.generation != generation() ||
+    if (it->second.generation != generation_.load(std::memory_order_acquire) ||
         std::chrono::steady_clock::now() - it->second.at > kCacheLifetime) {
       entries_.erase(it);
       return std::nullopt;
     }
-    return Answer{KILN_OK, *it->second.value, {}};
+    return *it->second.value;
   }
 
   // `asked_at`: the generation when the read was sent.
-  void keep(const std::string& key, uint64_t asked_at, const json& value) {
-    if (asked_at != generation()) return;
+  void keep(const std::string& key, uint64_t asked_at, const Value& value) {
+    if (asked_at != generation_.load(std::memory_order_acquire)) return;
     std::lock_guard lock(mutex_);
     if (entries_.size() >= kMaxEntries) entries_.clear();
-    entries_[key] = Entry{asked_at, std::chrono::steady_clock::now(), std::make_shared<const json>(value)};
+    entries_[key] = Entry{asked_at, std::chrono::steady_clock::now(), std::make_shared<const Value>(value)};
   }
 
  private:
   struct Entry {
     uint64_t generation = 0;
     std::chrono::steady_clock::time_point at;
-    std::shared_ptr<const json> value;
+    std::shared_ptr<const Value> value;
   };
-  std::atomic<uint64_t> generation_{0};
+  const std::atomic<uint64_t>& generation_;
   std::mutex mutex_;
   std::unordered_map<std::string, Entry> entries_;
 };
@@ -195,10 +194,10 @@ class LoopBackend final : public Backend {
 
   void get(std::string path, json query, AnswerFn done) override {
     std::string key = path + "?" + query.dump();
-    if (auto cached = cache_.find(key)) return done(std::move(*cached));
-    const uint64_t asked_at = cache_.generation();
+    if (auto cached = answers_.find(key)) return done(Answer{KILN_OK, std::move(*cached), {}});
+    const uint64_t asked_at = data_version();
     auto keep = [this, key = std::move(key), asked_at, done = std::move(done)](Answer a) {
-      if (a.ok()) cache_.keep(key, asked_at, a.value);
+      if (a.ok()) answers_.keep(key, asked_at, a.value);
       done(std::move(a));
     };
     on_loop(std::move(keep), [path = std::move(path), query = std::move(query)](
@@ -208,7 +207,13 @@ class LoopBackend final : public Backend {
   }
 
   // On the loop: the data changed.
-  void changed() { cache_.invalidate(); }
+  void changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
+
+  uint64_t data_version() const override { return generation_.load(std::memory_order_acquire); }
+  std::optional<Response> kept_response(const std::string& key) override { return responses_.find(key); }
+  void keep_response(const std::string& key, uint64_t version, const Response& r) override {
+    if (!r.next_piece) responses_.keep(key, version, r);
+  }
 
   void add_change(json change, AnswerFn done) override {
     on_loop(std::move(done), [change = std::move(change)](const sdk::Context& ctx,
@@ -254,7 +259,9 @@ class LoopBackend final : public Backend {
 
   const sdk::Context ctx_;
   const HttpPoster to_http_;
-  ReadCache cache_;
+  std::atomic<uint64_t> generation_{0};
+  ReadCache<json> answers_{generation_};
+  ReadCache<Response> responses_{generation_};
 };
 
 class WebStatus : public sdk::Reporter {

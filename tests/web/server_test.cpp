@@ -201,3 +201,21 @@ TEST_CASE("http.log is rotated at rotate_length keeping max_rotated_files old lo
   };
   REQUIRE(number(older.back()) + 1 == number(current.front()));
 }
+
+TEST_CASE("a repeated read comes from the cache yet shows a new build at once and stays behind the authz rules") {
+  WebMaster web("auth:\n  users: [{username: ann, password: secret}]\nauthz:\n  show_users_page: [ann]\n  force_build: always");
+  // Twice: the second is the cached answer.
+  for (int i = 0; i < 2; ++i) REQUIRE(web.get("/api/v2/builds?limit=5").json()["builds"].empty());
+  web.force_and_finish("unit");
+  // The build's events invalidated it: no wait for the cache's second.
+  const json after = web.get("/api/v2/builds?limit=5").json();
+  REQUIRE(after["builds"].size() == 1);
+  REQUIRE(after["meta"]["total"] == 1);
+
+  const std::string login = "Basic " + std::string("YW5uOnNlY3JldA==");  // ann:secret
+  const auto allowed = web.request("GET", "/api/v2/users", "", {{"Authorization", login}});
+  REQUIRE(allowed.status == 200);
+  // The same read, now kept, is refused to someone the rule refuses.
+  REQUIRE(web.get("/api/v2/users").status == 401);
+  REQUIRE(web.request("GET", "/api/v2/users", "", {{"Authorization", login}}).status == 200);
+}
