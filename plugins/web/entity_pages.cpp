@@ -312,13 +312,19 @@ void build_page(PageCall call) {
          {"builds/" + id + "/properties", ""},
          {"builds/" + id + "/changes", ""},
          {"builders/" + num(build["builderid"]), ""},
-         {"workers/" + num(build["workerid"]), ""}},
+         {"workers/" + num(build["workerid"]), ""},
+         {"buildrequests/" + num(build["buildrequestid"]), ""}},
         [call, build, id](Answers a) {
           if (auto bad = first_error({a[0], a[1], a[2], a[3]})) return call->done(std::move(*bad));
           const json steps = list_of(a[0]);
           std::vector<Get> logs;
           for (const json& s : steps) logs.push_back({"steps/" + num(s["stepid"]) + "/logs", ""});
+          // The reason is the buildset's; read with the logs, last.
+          const json bsid = object_of(a[5]).value("buildsetid", json());
+          if (bsid.is_number_integer()) logs.push_back({"buildsets/" + num(bsid), ""});
           call->gather(std::move(logs), [call, build, id, a = std::move(a), steps](Answers step_logs) {
+            const json reason =
+                step_logs.size() > steps.size() ? object_of(step_logs.back()).value("reason", json()) : json();
             const json builder = object_of(a[3]);
             const json properties = object_of(a[1]);
             const json changes = list_of(a[2]);
@@ -333,7 +339,7 @@ void build_page(PageCall call) {
                    " build #" + num(build["number"]) + "</h1>";
             out += "<table class=\"summary\"><tr><th>result</th>" + h::result_cell(build) +
                    "</tr><tr><th>state</th><td>" + h::text(build.value("state_string", json())) +
-                   "</td></tr><tr><th>worker</th><td>" +
+                   "</td></tr><tr><th>reason</th><td>" + h::text(reason) + "</td></tr><tr><th>worker</th><td>" +
                    (a[4].ok() ? h::link("/workers/" + num(build["workerid"]),
                                         h::text(object_of(a[4]).value("name", json())))
                               : "") +

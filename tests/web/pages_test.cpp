@@ -131,6 +131,7 @@ TEST_CASE("the build page shows steps logs properties blamelist changes and rebu
     REQUIRE_THAT(page, Catch::Contains("<h2>Properties</h2>"));
     REQUIRE_THAT(page, Catch::Contains("<td>owner</td><td>ann</td><td>"));
     REQUIRE_THAT(page, Catch::Contains("<h2>Blamelist</h2>"));
+    REQUIRE_THAT(page, Catch::Contains("<th>reason</th><td>A build was forced by &#39;ann&#39;: test</td>"));
     REQUIRE_THAT(page, Catch::Contains("data-live=\"builds/" + id + "/*,steps/*/*\""));
   }
   require_page_error(web, "/builds/999", 404, "999");
