@@ -23,6 +23,10 @@ test_packages=(
   python3-aiosmtpd openssl
   # the IRC bot's server
   ngircd
+  # the web pages' tests drive a real headless browser (chromedriver)
+  chromium chromium-driver
+  # bench_web_api's load generator
+  wrk
 )
 if [ "${1:-}" = "--test" ]; then
   shift

@@ -92,12 +92,7 @@ class BuildbotWorker : public sdk::Worker {
       return sdk::Status(KILN_ERR_INVALID_CONFIG, "a buildbot-worker name cannot contain ':' (it is the Basic auth user name)");
     }
     const std::string listen = config().value("listen", std::string(kDefaultListen));
-    std::optional<bw::TlsFiles> tls;
-    if (auto t = config().find("tls"); t != config().end()) {
-      const std::filesystem::path master_dir = info->value("master_dir", std::string());
-      auto resolve = [&](const char* key) { return (master_dir / t->value(key, std::string())).string(); };
-      tls = bw::TlsFiles{resolve("cert"), resolve("key")};
-    }
+    const auto tls = kiln::tls::tls_files(config(), info->value("master_dir", std::string()));
     std::string error;
     auto server = bw::Server::acquire(listen, tls, error);
     if (!server) return sdk::Status(KILN_ERR_INVALID_CONFIG, error);

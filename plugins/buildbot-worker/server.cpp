@@ -341,19 +341,8 @@ bool Server::listen(const tcp::endpoint& endpoint, std::string& error) {
   auto& acceptor = impl_->acceptor;
   boost::system::error_code ec;
   if (tls_) {
-    auto& context = impl_->tls.emplace(ssl::context::tls_server);
-    context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    context.use_certificate_chain_file(tls_->cert, ec);
-    if (ec) {
-      error = "tls: cannot use the certificate '" + tls_->cert + "': " + ec.message();
-      return false;
-    }
-    context.use_private_key_file(tls_->key, ssl::context::pem, ec);
-    if (ec) {
-      error = "tls: cannot use the key '" + tls_->key + "': " + ec.message();
-      return false;
-    }
+    error = kiln::tls::load_server_context(impl_->tls.emplace(ssl::context::tls_server), *tls_);
+    if (!error.empty()) return false;
   }
   acceptor.open(endpoint.protocol(), ec);
   if (!ec) close_on_exec(acceptor);

@@ -12,6 +12,8 @@
 // the server thread calls (the sink only posts to the loop). Links hold the
 // server weakly, so a Link outliving its server is harmless.
 
+#include "tls_server.h"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -38,11 +40,7 @@ class Connection {
   virtual void abort(const std::string& reason) = 0;
 };
 
-// The certificate (chain) and key files of a TLS listener, PEM.
-struct TlsFiles {
-  std::string cert, key;
-  bool operator==(const TlsFiles& o) const { return cert == o.cert && key == o.key; }
-};
+using TlsFiles = kiln::tls::TlsFiles;
 
 struct LinkEvent {
   enum class Kind { kMessage, kClosed };

@@ -148,8 +148,9 @@ std::string_view cookie_value(std::string_view header, std::string_view name) {
 
 Response json_answer(unsigned status, const json& body) { return json_response(status, body); }
 
-std::string cookie_header(const std::string& value, int64_t max_age) {
-  return std::string(kCookie) + "=" + value + "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" +
+std::string cookie_header(const std::string& value, int64_t max_age, bool secure) {
+  return std::string(kCookie) + "=" + value + "; Path=/; HttpOnly; SameSite=Strict; " +
+         (secure ? "Secure; " : "") + "Max-Age=" +
          std::to_string(max_age);
 }
 
@@ -522,7 +523,7 @@ void Auth::handle(const Request& request, const Identity& who, Respond respond) 
   if (path == "/auth/logout") {
     if (request.method != "POST") return respond(error_response(405, "log out with a POST"));
     Response r = json_answer(200, json{{"user", nullptr}});
-    r.headers.emplace_back("Set-Cookie", cookie_header("", 0));
+    r.headers.emplace_back("Set-Cookie", cookie_header("", 0, settings_.secure_cookie));
     return respond(std::move(r));
   }
   if (path != "/auth/login") return respond(error_response(404, "no page at '" + request.path + "'"));
@@ -566,7 +567,7 @@ void Auth::handle(const Request& request, const Identity& who, Respond respond) 
     } else {
       r = json_answer(200, json{{"user", user}, {"csrf_token", csrf_token(session)}});
     }
-    r.headers.emplace_back("Set-Cookie", cookie_header(session, settings_.session_lifetime.count()));
+    r.headers.emplace_back("Set-Cookie", cookie_header(session, settings_.session_lifetime.count(), settings_.secure_cookie));
     respond(std::move(r));
   });
 }

@@ -81,6 +81,8 @@ struct AuthSettings {
   std::map<std::string, std::vector<std::string>> groups;  // group -> users
   std::string session_secret;                                // empty: random per start
   std::chrono::seconds session_lifetime{7 * 24 * 3600};
+  // The cookie only goes back over HTTPS (set when the server has tls).
+  bool secure_cookie = false;
   std::array<Rule, kActionCount> rules{};
 
   bool any_source() const { return !users.empty() || !htpasswd.empty() || kiln_users; }

@@ -4,10 +4,14 @@
 // implements it by posting to the engine's loop and posting the answer
 // back, so neither thread ever waits for the other.
 
+#include "http_types.h"
+
 #include <kiln/plugin_api.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace kiln::web {
@@ -32,6 +36,14 @@ class Backend {
   virtual void add_change(nlohmann::json change, AnswerFn done) = 0;
   // The ABI's policy_call of a named policy function (authz_check).
   virtual void policy(std::string name, nlohmann::json args, AnswerFn done) = 0;
+
+  // Whole answers kept for reuse while the data has not changed (the read
+  // cache of web.cpp): what changes with each data-API event, read before
+  // asking; the answer kept for `key`, valid while that lasts. A backend
+  // without a cache keeps nothing.
+  virtual uint64_t data_version() const { return 0; }
+  virtual std::optional<Response> kept_response(const std::string& /*key*/) { return std::nullopt; }
+  virtual void keep_response(const std::string& /*key*/, uint64_t /*version*/, const Response& /*r*/) {}
 };
 
 }  // namespace kiln::web

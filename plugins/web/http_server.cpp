@@ -4,7 +4,10 @@
 // writes the answer when the handler responds (later, from the master's
 // loop, through the poster); a streamed body goes out as chunks, one piece
 // fetched after the previous one is written. The /ws upgrade becomes a
-// LiveSession speaking Buildbot's subscription frames (live.h).
+// LiveSession speaking Buildbot's subscription frames (live.h). With TLS,
+// both run over an ssl_stream after the handshake (HttpSession and
+// LiveSession are templates of the stream). Each answer, once written, is
+// reported to the access log callback.
 
 #include "http_server.h"
 
@@ -13,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -24,13 +28,18 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
+
+#include "tls_server.h"
 
 #include <atomic>
 #include <cctype>
 #include <chrono>
 #include <deque>
+#include <type_traits>
 #include <optional>
 #include <set>
 #include <thread>
@@ -42,8 +51,13 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
+namespace ssl = boost::asio::ssl;
 using tcp = boost::asio::ip::tcp;
 using error_code = boost::system::error_code;
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+template <class Stream>
+constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
 // A client that sends nothing for this long is dropped.
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
@@ -55,13 +69,27 @@ constexpr size_t kMaxQueuedFrames = 10000;
 
 class Server;
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+// What the server holds of a connection, plain or TLS.
+class Session {
  public:
-  HttpSession(Server& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {}
-  void start() { read_next(); }
-  void close();
+  virtual ~Session() = default;
+  virtual void close() = 0;
+};
+
+class LiveSessionBase : public Session {
+ public:
+  virtual void event(std::string_view routing_key, const std::string& event_json) = 0;
+};
+
+template <class Stream>
+class HttpSession : public Session, public std::enable_shared_from_this<HttpSession<Stream>> {
+ public:
+  HttpSession(Server& server, Stream stream) : server_(server), stream_(std::move(stream)) {}
+  void start();
+  void close() override;
 
  private:
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
   void read_next();
   void on_read(const error_code& ec);
   void handle();
@@ -72,9 +100,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void write_piece(std::string piece, bool more);
   void next_piece();
   void after_write(const error_code& ec);
+  void log_access();
 
   Server& server_;
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;
@@ -85,15 +114,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::string piece_;
   bool keep_alive_ = false;
   bool closed_ = false;
+  // The request being answered, for the access log.
+  AccessRecord access_;
 };
 
-class LiveSession : public std::enable_shared_from_this<LiveSession> {
+template <class Stream>
+class LiveSession : public LiveSessionBase, public std::enable_shared_from_this<LiveSession<Stream>> {
  public:
-  LiveSession(Server& server, beast::tcp_stream stream)
-      : server_(server), ws_(std::move(stream)) {}
+  LiveSession(Server& server, Stream stream) : server_(server), ws_(std::move(stream)) {}
   void start(http::request<http::string_body> upgrade);
-  void event(std::string_view routing_key, const std::string& event_json);
-  void close();
+  void event(std::string_view routing_key, const std::string& event_json) override;
+  void close() override;
 
  private:
   void read_next();
@@ -101,7 +132,7 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
   void write_next();
 
   Server& server_;
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<Stream> ws_;
   http::request<http::string_body> upgrade_;  // read by the accept
   beast::flat_buffer buffer_;
   LiveClient client_;
@@ -117,6 +148,10 @@ class Server final : public HttpServer {
   ~Server() override { stop(); }
 
   std::string start() override {
+    if (options_.tls) {
+      auto error = kiln::tls::load_server_context(tls_.emplace(ssl::context::tls_server), *options_.tls);
+      if (!error.empty()) return error;
+    }
     error_code ec;
     const auto address = boost::asio::ip::make_address(options_.host, ec);
     if (ec) return "'" + options_.host + "' is not an IP address";
@@ -179,20 +214,24 @@ class Server final : public HttpServer {
   void log(kiln_log_level level, std::string message) const { log_(level, std::move(message)); }
   const Handle& handler() const { return handle_; }
 
-  void upgrade(beast::tcp_stream stream, http::request<http::string_body> request) {
-    auto session = std::make_shared<LiveSession>(*this, std::move(stream));
+  template <class Stream>
+  void upgrade(Stream stream, http::request<http::string_body> request) {
+    auto session = std::make_shared<LiveSession<Stream>>(*this, std::move(stream));
     live_sessions_.insert(session);
     ++live_count_;
     session->start(std::move(request));
   }
-  void forget(HttpSession* session) { erase(http_sessions_, session); }
-  void forget(LiveSession* session) {
+  void forget_http(Session* session) { erase(http_sessions_, session); }
+  void forget_live(Session* session) {
     if (erase(live_sessions_, session)) --live_count_;
+  }
+  void access(const AccessRecord& record) const {
+    if (options_.access) options_.access(record);
   }
 
  private:
   template <class T>
-  static bool erase(std::set<std::shared_ptr<T>>& set, T* session) {
+  static bool erase(std::set<std::shared_ptr<T>>& set, Session* session) {
     for (auto it = set.begin(); it != set.end(); ++it) {
       if (it->get() == session) {
         set.erase(it);
@@ -211,9 +250,15 @@ class Server final : public HttpServer {
         error_code ignored;
         socket.close(ignored);
       } else {
-        auto session = std::make_shared<HttpSession>(*this, std::move(socket));
-        http_sessions_.insert(session);
-        session->start();
+        if (tls_) {
+          auto session = std::make_shared<HttpSession<TlsStream>>(*this, TlsStream(std::move(socket), *tls_));
+          http_sessions_.insert(session);
+          session->start();
+        } else {
+          auto session = std::make_shared<HttpSession<PlainStream>>(*this, PlainStream(std::move(socket)));
+          http_sessions_.insert(session);
+          session->start();
+        }
       }
       accept_next();
     });
@@ -225,9 +270,10 @@ class Server final : public HttpServer {
   // Declared before everything that uses it, so it is destroyed last
   // (unless a poster still holds it).
   std::shared_ptr<boost::asio::io_context> io_ = std::make_shared<boost::asio::io_context>();
+  std::optional<ssl::context> tls_;
   std::optional<tcp::acceptor> acceptor_;
-  std::set<std::shared_ptr<HttpSession>> http_sessions_;  // the HTTP thread's
-  std::set<std::shared_ptr<LiveSession>> live_sessions_;  // the HTTP thread's
+  std::set<std::shared_ptr<Session>> http_sessions_;          // the HTTP thread's
+  std::set<std::shared_ptr<LiveSessionBase>> live_sessions_;  // the HTTP thread's
   std::atomic<size_t> live_count_{0};
   uint16_t port_ = 0;
   std::thread thread_;
@@ -235,17 +281,35 @@ class Server final : public HttpServer {
 
 // ---- HTTP ---------------------------------------------------------------------
 
-void HttpSession::read_next() {
+template <class Stream>
+void HttpSession<Stream>::start() {
+  error_code ec;
+  const auto peer = lowest().socket().remote_endpoint(ec);
+  if (!ec) access_.peer = peer.address().to_string();
+  if constexpr (kTls<Stream>) {
+    lowest().expires_after(kIdleTimeout);
+    stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](const error_code& e) {
+      if (e) return self->close();  // not a TLS client, or gone
+      self->read_next();
+    });
+  } else {
+    read_next();
+  }
+}
+
+template <class Stream>
+void HttpSession<Stream>::read_next() {
   if (closed_) return;
   parser_.emplace();
   parser_->body_limit(kMaxBodyBytes);
   parser_->header_limit(kMaxHeaderBytes);
-  stream_.expires_after(kIdleTimeout);
+  lowest().expires_after(kIdleTimeout);
   http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](const error_code& ec, size_t) { self->on_read(ec); });
+                   [self = this->shared_from_this()](const error_code& ec, size_t) { self->on_read(ec); });
 }
 
-void HttpSession::on_read(const error_code& ec) {
+template <class Stream>
+void HttpSession<Stream>::on_read(const error_code& ec) {
   if (closed_) return;
   if (ec == http::error::body_limit) {
     return refuse(http::status::payload_too_large,
@@ -260,7 +324,7 @@ void HttpSession::on_read(const error_code& ec) {
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == boost::asio::error::operation_aborted ||
         ec == boost::asio::error::connection_reset || ec == boost::asio::error::eof ||
-        ec == http::error::partial_message) {
+        ec == http::error::partial_message || ec == ssl::error::stream_truncated) {
       return close();
     }
     return refuse(http::status::bad_request, "malformed HTTP request: " + ec.message());
@@ -268,22 +332,31 @@ void HttpSession::on_read(const error_code& ec) {
   handle();
 }
 
-void HttpSession::handle() {
+template <class Stream>
+void HttpSession<Stream>::handle() {
   auto& request = parser_->get();
   keep_alive_ = request.keep_alive();
   const std::string_view target(request.target().data(), request.target().size());
+  access_.method = std::string(request.method_string());
+  access_.target = std::string(target);
+  access_.version = request.version();
+  access_.referer = std::string(request[http::field::referer]);
+  access_.user_agent = std::string(request[http::field::user_agent]);
   const size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
   if (path == "/ws" && websocket::is_upgrade(request)) {
     // The session hands its connection over and ends.
-    stream_.expires_never();
+    access_.status = 101;
+    access_.bytes = 0;
+    log_access();
+    lowest().expires_never();
     server_.upgrade(std::move(stream_), parser_->release());
     closed_ = true;
-    server_.forget(this);
+    server_.forget_http(this);
     return;
   }
   Request r;
-  r.method = std::string(request.method_string());
+  r.method = access_.method;
   r.path = std::string(path);
   if (question != std::string_view::npos) r.query = std::string(target.substr(question + 1));
   for (const auto& field : request) {
@@ -294,14 +367,15 @@ void HttpSession::handle() {
   r.body = std::move(request.body());
   // The handler answers later (after a trip to the master's loop): no
   // timeout meanwhile, so a slow answer is not mistaken for an idle client.
-  stream_.expires_never();
-  std::weak_ptr<HttpSession> weak = shared_from_this();
+  lowest().expires_never();
+  std::weak_ptr<HttpSession> weak = this->shared_from_this();
   server_.handler()(std::move(r), [weak](Response response) {
     if (auto self = weak.lock()) self->write(std::move(response));
   });
 }
 
-void HttpSession::refuse(http::status status, const std::string& message) {
+template <class Stream>
+void HttpSession<Stream>::refuse(http::status status, const std::string& message) {
   keep_alive_ = false;
   Response r;
   r.status = static_cast<unsigned>(status);
@@ -314,8 +388,9 @@ void HttpSession::refuse(http::status status, const std::string& message) {
   write(std::move(r));
 }
 
+template <class Stream>
 template <class Message>
-void HttpSession::set_header(Message& message, const Response& r) const {
+void HttpSession<Stream>::set_header(Message& message, const Response& r) const {
   message.version(11);
   message.result(r.status);
   message.set(http::field::server, "kiln");
@@ -324,16 +399,19 @@ void HttpSession::set_header(Message& message, const Response& r) const {
   message.keep_alive(keep_alive_);
 }
 
-void HttpSession::write(Response r) {
+template <class Stream>
+void HttpSession<Stream>::write(Response r) {
   if (closed_) return;
-  stream_.expires_after(kIdleTimeout);
+  lowest().expires_after(kIdleTimeout);
+  access_.status = r.status;
+  access_.bytes = r.body.size();
   if (!r.next_piece) {
     response_ = {};
     set_header(response_, r);
     response_.body() = std::move(r.body);
     response_.prepare_payload();
     http::async_write(stream_, response_,
-                      [self = shared_from_this()](const error_code& ec, size_t) {
+                      [self = this->shared_from_this()](const error_code& ec, size_t) {
                         self->after_write(ec);
                       });
     return;
@@ -344,7 +422,7 @@ void HttpSession::write(Response r) {
   serializer_.emplace(stream_header_);
   next_ = std::move(r.next_piece);
   http::async_write_header(stream_, *serializer_,
-                           [self = shared_from_this(), first = std::move(r.body)](
+                           [self = this->shared_from_this(), first = std::move(r.body)](
                                const error_code& ec, size_t) mutable {
                              if (ec) return self->close();
                              self->write_piece(std::move(first), true);
@@ -353,10 +431,11 @@ void HttpSession::write(Response r) {
 
 // Writes one chunk (none for an empty piece), then asks for the next piece
 // or ends the body.
-void HttpSession::write_piece(std::string piece, bool more) {
+template <class Stream>
+void HttpSession<Stream>::write_piece(std::string piece, bool more) {
   if (closed_) return;
   piece_ = std::move(piece);
-  auto then = [self = shared_from_this(), more](const error_code& ec, size_t) {
+  auto then = [self = this->shared_from_this(), more](const error_code& ec, size_t) {
     if (ec) return self->close();
     if (more) return self->next_piece();
     self->piece_.clear();
@@ -364,50 +443,65 @@ void HttpSession::write_piece(std::string piece, bool more) {
     boost::asio::async_write(self->stream_, http::make_chunk_last(),
                              [self](const error_code& ec2, size_t) { self->after_write(ec2); });
   };
-  stream_.expires_after(kIdleTimeout);
+  lowest().expires_after(kIdleTimeout);
   if (piece_.empty()) return then({}, 0);
   boost::asio::async_write(stream_, http::make_chunk(boost::asio::buffer(piece_)), std::move(then));
 }
 
-void HttpSession::next_piece() {
+template <class Stream>
+void HttpSession<Stream>::next_piece() {
   if (closed_) return;
-  stream_.expires_never();
-  std::weak_ptr<HttpSession> weak = shared_from_this();
+  lowest().expires_never();
+  std::weak_ptr<HttpSession> weak = this->shared_from_this();
   next_([weak](std::string piece, bool more) {
-    if (auto self = weak.lock()) self->write_piece(std::move(piece), more);
+    if (auto self = weak.lock()) {
+      self->access_.bytes += piece.size();
+      self->write_piece(std::move(piece), more);
+    }
   });
 }
 
-void HttpSession::after_write(const error_code& ec) {
+template <class Stream>
+void HttpSession<Stream>::after_write(const error_code& ec) {
+  log_access();
   if (ec || !keep_alive_) return close();
   read_next();
 }
 
-void HttpSession::close() {
+template <class Stream>
+void HttpSession<Stream>::log_access() {
+  access_.when = std::chrono::system_clock::now();
+  server_.access(access_);
+}
+
+template <class Stream>
+void HttpSession<Stream>::close() {
   if (closed_) return;
   closed_ = true;
   error_code ignored;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream_.close();
-  server_.forget(this);  // may drop the last reference: nothing after this
+  lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+  lowest().close();
+  server_.forget_http(this);  // may drop the last reference: nothing after this
 }
 
 // ---- WebSocket ------------------------------------------------------------------
 
-void LiveSession::start(http::request<http::string_body> upgrade) {
+template <class Stream>
+void LiveSession<Stream>::start(http::request<http::string_body> upgrade) {
   ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws_.set_option(websocket::stream_base::decorator(
       [](websocket::response_type& res) { res.set(http::field::server, "kiln"); }));
   upgrade_ = std::move(upgrade);
-  ws_.async_accept(upgrade_, [self = shared_from_this()](const error_code& ec) {
+  ws_.async_accept(upgrade_, [self = this->shared_from_this()](const error_code& ec) {
     if (ec) return self->close();
     self->read_next();
   });
 }
 
-void LiveSession::read_next() {
+template <class Stream>
+void LiveSession<Stream>::read_next() {
   if (closed_) return;
-  ws_.async_read(buffer_, [self = shared_from_this()](const error_code& ec, size_t) {
+  ws_.async_read(buffer_, [self = this->shared_from_this()](const error_code& ec, size_t) {
     if (ec) return self->close();
     const auto data = self->buffer_.data();
     std::string_view text(static_cast<const char*>(data.data()), data.size());
@@ -418,7 +512,8 @@ void LiveSession::read_next() {
   });
 }
 
-void LiveSession::event(std::string_view routing_key, const std::string& event_json) {
+template <class Stream>
+void LiveSession<Stream>::event(std::string_view routing_key, const std::string& event_json) {
   if (closed_ || !client_.wants(routing_key)) return;
   if (queue_.size() >= kMaxQueuedFrames) {
     server_.log(KILN_LOG_WARN, "a live client fell " + std::to_string(kMaxQueuedFrames) +
@@ -428,12 +523,14 @@ void LiveSession::event(std::string_view routing_key, const std::string& event_j
   send(event_frame(routing_key, event_json));
 }
 
-void LiveSession::send(std::string frame) {
+template <class Stream>
+void LiveSession<Stream>::send(std::string frame) {
   queue_.push_back(std::move(frame));
   if (!writing_) write_next();
 }
 
-void LiveSession::write_next() {
+template <class Stream>
+void LiveSession<Stream>::write_next() {
   if (closed_ || queue_.empty()) {
     writing_ = false;
     return;
@@ -441,20 +538,21 @@ void LiveSession::write_next() {
   writing_ = true;
   ws_.text(true);
   ws_.async_write(boost::asio::buffer(queue_.front()),
-                  [self = shared_from_this()](const error_code& ec, size_t) {
+                  [self = this->shared_from_this()](const error_code& ec, size_t) {
                     if (ec) return self->close();
                     self->queue_.pop_front();
                     self->write_next();
                   });
 }
 
-void LiveSession::close() {
+template <class Stream>
+void LiveSession<Stream>::close() {
   if (closed_) return;
   closed_ = true;
   error_code ignored;
   beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
   beast::get_lowest_layer(ws_).close();
-  server_.forget(this);  // may drop the last reference: nothing after this
+  server_.forget_live(this);  // may drop the last reference: nothing after this
 }
 
 }  // namespace

@@ -4,13 +4,16 @@
 // includes Beast; everything else talks to it through this interface and
 // http_types.h.
 
+#include "access_log.h"
 #include "http_types.h"
+#include "tls_server.h"
 
 #include <kiln/plugin_api.h>
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace kiln::web {
@@ -18,6 +21,11 @@ namespace kiln::web {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8010;  // 0 picks a free port
+  // Serve HTTPS (and wss://) with these PEM files.
+  std::optional<kiln::tls::TlsFiles> tls;
+  // Called on the HTTP thread once each answer is written (or the
+  // connection became a WebSocket).
+  std::function<void(const AccessRecord&)> access;
 };
 
 using LogFn = std::function<void(kiln_log_level level, std::string message)>;
@@ -31,8 +39,8 @@ class HttpServer {
   static std::unique_ptr<HttpServer> make(ServerOptions options, Handle handle, LogFn log);
   virtual ~HttpServer() = default;
 
-  // Binds and starts the thread: an error message naming the address, or
-  // empty.
+  // Loads the TLS files, binds and starts the thread: an error message
+  // naming the file or the address, or empty.
   virtual std::string start() = 0;
   // Closes every connection and joins the thread. Idempotent.
   virtual void stop() = 0;

@@ -194,6 +194,15 @@ class Call {
  private:
   void read(std::vector<std::string> segs, const std::string& query) {
     const std::string path = join(segs, segs.size());
+    // The same read answered lately, the data unchanged since: its
+    // response again, serialized once (authorization was checked above).
+    std::string key = "rest:" + path + "?" + query;
+    if (auto kept = backend_.kept_response(key)) return respond_(std::move(*kept));
+    respond_ = [&backend = backend_, key = std::move(key), version = backend_.data_version(),
+                respond = std::move(respond_)](Response r) {
+      if (r.status == 200) backend.keep_response(key, version, r);
+      respond(std::move(r));
+    };
     if (segs.size() % 2 == 1 && segs.size() >= 3 && segs.back() == "contents") {
       return contents(path, query);
     }
@@ -217,14 +226,13 @@ class Call {
       }
       json count_query = q;
       count_query["count"] = true;
-      backend.get(path, count_query,
-                  [respond, type, items = std::move(items)](Answer counted) mutable {
-                    if (!counted.ok()) {
-                      return respond(error_response(http_status_of(counted.status), counted.error));
-                    }
-                    respond(json_response(200, envelope(type, std::move(items),
-                                                        counted.value.value("total", int64_t{0}))));
-                  });
+      // Shared, not captured: the callback is copied on its way through the
+      // loop, and a page of builds is not worth copying each time.
+      auto page = std::make_shared<json>(std::move(items));
+      backend.get(path, count_query, [respond, type, page](Answer counted) {
+        if (!counted.ok()) return respond(error_response(http_status_of(counted.status), counted.error));
+        respond(json_response(200, envelope(type, std::move(*page), counted.value.value("total", int64_t{0}))));
+      });
     });
   }
 

@@ -19,13 +19,17 @@
 #include <boost/asio/ip/address.hpp>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -49,6 +53,14 @@ constexpr const char* kSchema = R"json({
       "description": "Change hooks on /change_hook/DIALECT, each enabled by name: base (true), github ({secret} checks X-Hub-Signature-256), gitlab ({secret} checks X-Gitlab-Token), or a plugin's dialect ({policy: NAME}, a change_hook policy function); any of them may set a codebase."},
     "change_hook_auth": {"type": "boolean", "default": false,
       "description": "Buildbot's change_hook_auth: change hooks need the HTTP Basic credentials of a user of the auth section."},
+    "tls": {"type": "object", "required": ["cert", "key"], "additionalProperties": false,
+      "description": "Serve HTTPS (and wss:// live updates) instead of plain HTTP: PEM files, relative to the master folder. Session cookies are then Secure.",
+      "properties": {"cert": {"type": "string", "minLength": 1, "description": "The certificate (chain) file."},
+                     "key": {"type": "string", "minLength": 1, "description": "Its private key file."}}},
+    "rotate_length": {"type": "integer", "minimum": 0, "default": 10000000,
+      "description": "Buildbot's rotateLength: the access log http.log (in the master folder) is rotated when it reaches this many bytes (0: never)."},
+    "max_rotated_files": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 10,
+      "description": "Buildbot's maxRotatedFiles: rotated access logs kept (http.log.1 is the newest)."},
     "title": {"type": "string", "default": "Kiln",
       "description": "The name at the left of every page's navigation bar (Buildbot's title)."},
     "title_url": {"type": "string",
@@ -127,18 +139,80 @@ Answer answer_of(sdk::Result<json> r) {
   return Answer{r.status().code(), nullptr, r.status().message()};
 }
 
+// Data-API answers, and whole REST responses, kept for repeated reads (a
+// dashboard polling, a page many people watch): reused until the next
+// data-API event (every change the core publishes bumps the generation, on
+// the loop) and for at most kCacheLifetime, which bounds how stale what the
+// core changes without an event (a reconfigured builder, a master's
+// last_active) can be. A read that raced with an event is not kept.
+template <class Value>
+class ReadCache {
+ public:
+  static constexpr auto kCacheLifetime = std::chrono::seconds(1);
+  static constexpr size_t kMaxEntries = 512;
+
+  explicit ReadCache(const std::atomic<uint64_t>& generation) : generation_(generation) {}
+
+  std::optional<Value> find(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return std::nullopt;
+    if (it->second.generation != generation_.load(std::memory_order_acquire) ||
+        std::chrono::steady_clock::now() - it->second.at > kCacheLifetime) {
+      entries_.erase(it);
+      return std::nullopt;
+    }
+    return *it->second.value;
+  }
+
+  // `asked_at`: the generation when the read was sent.
+  void keep(const std::string& key, uint64_t asked_at, const Value& value) {
+    if (asked_at != generation_.load(std::memory_order_acquire)) return;
+    std::lock_guard lock(mutex_);
+    if (entries_.size() >= kMaxEntries) entries_.clear();
+    entries_[key] = Entry{asked_at, std::chrono::steady_clock::now(), std::make_shared<const Value>(value)};
+  }
+
+ private:
+  struct Entry {
+    uint64_t generation = 0;
+    std::chrono::steady_clock::time_point at;
+    std::shared_ptr<const Value> value;
+  };
+  const std::atomic<uint64_t>& generation_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
 // The Backend of the HTTP side: each call goes to the loop through the
 // host's post, and its answer comes back through the server's poster.
+// Reads answered lately come from the cache without the trip.
 class LoopBackend final : public Backend {
  public:
   LoopBackend(sdk::Context ctx, HttpPoster to_http)
       : ctx_(std::move(ctx)), to_http_(std::move(to_http)) {}
 
   void get(std::string path, json query, AnswerFn done) override {
-    on_loop(std::move(done), [path = std::move(path), query = std::move(query)](
+    std::string key = path + "?" + query.dump();
+    if (auto cached = answers_.find(key)) return done(Answer{KILN_OK, std::move(*cached), {}});
+    const uint64_t asked_at = data_version();
+    auto keep = [this, key = std::move(key), asked_at, done = std::move(done)](Answer a) {
+      if (a.ok()) answers_.keep(key, asked_at, a.value);
+      done(std::move(a));
+    };
+    on_loop(std::move(keep), [path = std::move(path), query = std::move(query)](
                                  const sdk::Context& ctx, sdk::JsonCallback answered) {
       return ctx.data_get(path, query, std::move(answered));
     });
+  }
+
+  // On the loop: the data changed.
+  void changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
+
+  uint64_t data_version() const override { return generation_.load(std::memory_order_acquire); }
+  std::optional<Response> kept_response(const std::string& key) override { return responses_.find(key); }
+  void keep_response(const std::string& key, uint64_t version, const Response& r) override {
+    if (!r.next_piece) responses_.keep(key, version, r);
   }
 
   void add_change(json change, AnswerFn done) override {
@@ -168,19 +242,26 @@ class LoopBackend final : public Backend {
   template <class Call>
   void on_loop(AnswerFn done, Call call) {
     HttpPoster to_http = to_http_;
-    auto reply = [to_http, done](Answer a) {
-      to_http([done, a = std::move(a)]() mutable { done(std::move(a)); });
+    // Shared: std::function copies what it holds, and `done` may hold a
+    // page of JSON.
+    auto shared_done = std::make_shared<AnswerFn>(std::move(done));
+    auto reply = [to_http, shared_done](Answer a) {
+      auto answer = std::make_shared<Answer>(std::move(a));
+      to_http([shared_done, answer] { (*shared_done)(std::move(*answer)); });
     };
     sdk::Status posted = ctx_.post([ctx = ctx_, call = std::move(call), reply]() {
       sdk::Status started =
           call(ctx, [reply](sdk::Result<json> r) { reply(answer_of(std::move(r))); });
       if (!started) reply(Answer{started.code(), nullptr, started.message()});
     });
-    if (!posted) done(Answer{posted.code(), nullptr, posted.message()});
+    if (!posted) (*shared_done)(Answer{posted.code(), nullptr, posted.message()});
   }
 
   const sdk::Context ctx_;
   const HttpPoster to_http_;
+  std::atomic<uint64_t> generation_{0};
+  ReadCache<json> answers_{generation_};
+  ReadCache<Response> responses_{generation_};
 };
 
 class WebStatus : public sdk::Reporter {
@@ -234,8 +315,19 @@ class WebStatus : public sdk::Reporter {
       }
     }
     const sdk::Context ctx = context();
+    ServerOptions options{listen->host, listen->port, kiln::tls::tls_files(config(), master_dir), {}};
+    settings->secure_cookie = tls_ = options.tls.has_value();
+    access_log_ = std::make_unique<AccessLog>(AccessLogOptions{
+        master_dir / "http.log", config().value("rotate_length", uint64_t{10'000'000}),
+        config().value("max_rotated_files", 10u),
+        [ctx](std::string problem) { ctx.log(KILN_LOG_WARN, problem); }});
+    if (auto error = access_log_->open(); !error.empty()) {
+      access_log_.reset();
+      return sdk::Status(KILN_ERR_RETRY, error);
+    }
+    options.access = [log = access_log_.get()](const AccessRecord& record) { log->add(access_line(record)); };
     server_ = HttpServer::make(
-        ServerOptions{listen->host, listen->port},
+        std::move(options),
         [this](Request request, Respond respond) { route(std::move(request), std::move(respond)); },
         // Host logging is safe from any thread.
         [ctx](kiln_log_level level, std::string message) { ctx.log(level, message); });
@@ -248,10 +340,12 @@ class WebStatus : public sdk::Reporter {
     rest_ = std::make_unique<RestApi>(*backend_, *auth_);
     pages_ = std::make_unique<Pages>(*backend_, *auth_, std::move(*page_settings));
     if (auto error = server_->start(); !error.empty()) {
-      server_.reset();
-      return sdk::Status(KILN_ERR_RETRY, error);
+      const bool tls_problem = error.starts_with("tls:");
+      stop();
+      return sdk::Status(tls_problem ? KILN_ERR_INVALID_CONFIG : KILN_ERR_RETRY, error);
     }
     auto sub = context().subscribe("#", [this](std::string_view key, const json& event) {
+      if (backend_) backend_->changed();
       if (server_ && server_->has_live_clients()) server_->publish(std::string(key), event.dump());
     });
     if (!sub) {
@@ -259,8 +353,8 @@ class WebStatus : public sdk::Reporter {
       return sub.status();
     }
     subscription_ = *sub;
-    context().info("serving http://" + listen->host + ":" + std::to_string(server_->port()) +
-                   "/ (REST API under /api/v2, live updates on /ws)");
+    context().info(std::string("serving ") + (tls_ ? "https://" : "http://") + listen->host + ":" +
+                   std::to_string(server_->port()) + "/ (REST API under /api/v2, live updates on /ws)");
     if (!auth_->enabled() && listen->host != "127.0.0.1" && listen->host != "::1") {
       context().warn("no auth section: anyone reaching " + listen->host +
                      " may force and stop builds (see authz)");
@@ -280,11 +374,23 @@ class WebStatus : public sdk::Reporter {
     rest_.reset();
     auth_.reset();
     backend_.reset();
+    // Last: the server's thread wrote to it.
+    access_log_.reset();
   }
 
  private:
   // On the HTTP thread.
   void route(Request request, Respond respond) {
+    // A page's script (fetch) gets no Basic challenge: the browser would
+    // hold the request and ask for a password in a dialog, instead of the
+    // page saying that the action needs a login. Scripts and navigations
+    // keep it.
+    if (const auto mode = request.header("sec-fetch-mode"); !mode.empty() && mode != "navigate") {
+      respond = [respond = std::move(respond)](Response r) {
+        std::erase_if(r.headers, [](const auto& h) { return h.first == "WWW-Authenticate"; });
+        respond(std::move(r));
+      };
+    }
     if (has_dot_segment(request.path)) {
       return respond(error_response(404, "no such path: '.' and '..' segments are refused"));
     }
@@ -333,6 +439,14 @@ class WebStatus : public sdk::Reporter {
       return rest_->handle(request, rest_path, who, std::move(respond));
     }
     if (path.starts_with("/auth/")) return auth_->handle(request, who, std::move(respond));
+    if (path == "/favicon.ico") {
+      // Browsers ask for it on every site: without one in public_html, an
+      // empty answer rather than a 404 in every page's console.
+      return pages_->serve(request, who, [respond = std::move(respond)](Response r) {
+        if (r.status == 404) r = Response{204, "image/x-icon", {}, {}, {}};
+        respond(std::move(r));
+      });
+    }
     pages_->serve(request, who, std::move(respond));
   }
 
@@ -377,6 +491,8 @@ class WebStatus : public sdk::Reporter {
     return false;
   }
 
+  std::unique_ptr<AccessLog> access_log_;
+  bool tls_ = false;  // HTTPS
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<LoopBackend> backend_;
   std::unique_ptr<Auth> auth_;

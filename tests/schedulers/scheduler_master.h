@@ -72,6 +72,8 @@ class SchedulerMaster {
   }
 
   engine::Engine& engine() { return *engine_; }
+  // The master's folder (master.yaml, the store, http.log).
+  const std::filesystem::path& dir() const { return dir_.path(); }
   store::Store& store() { return *store_; }
   const std::vector<int64_t>& new_buildsets() const { return new_buildsets_; }
   const std::vector<json>& finished_builds() const { return finished_builds_; }

@@ -242,3 +242,74 @@ TEST_CASE("every resource answers a plain listing with Buildbot's field names") 
   REQUIRE_FALSE(resource_from_name("nothing").has_value());
   REQUIRE(filter_op_from_name("contains") == FilterOp::kContains);
 }
+
+TEST_CASE("latest and latest_complete pick the newest build and newest finished build of each builder") {
+  Builds w;
+  // A running build on lint: newest there, but not finished.
+  BuildsetRequest r;
+  r.builderids = {w.lint};
+  r.submitted_at = 70;
+  int64_t brid = ok(w.store->add_buildset_sync(r)).brids.at(w.lint);
+  ok(w.store->add_build_sync(w.lint, brid, std::nullopt, w.master, 70, ""));
+
+  auto picked = [&](const char* flag, json value, FilterOp op = FilterOp::kEq) {
+    ResultSpec spec;
+    spec.filters = {{flag, op, {std::move(value)}}};
+    spec.order = {"builderid", "number"};
+    std::vector<std::pair<int64_t, int64_t>> out;
+    for (const auto& b : ok(w.store->query_sync(Resource::kBuilds, spec))) {
+      REQUIRE_FALSE(b.contains(flag));
+      out.emplace_back(b["builderid"], b["number"]);
+    }
+    return out;
+  };
+  using Pairs = std::vector<std::pair<int64_t, int64_t>>;
+  REQUIRE(picked("latest", true) == Pairs{{w.unit, 6}, {w.lint, 2}});
+  REQUIRE(picked("latest", "true") == Pairs{{w.unit, 6}, {w.lint, 2}});
+  REQUIRE(picked("latest_complete", true) == Pairs{{w.unit, 6}, {w.lint, 1}});
+  REQUIRE(picked("latest", false).size() == 6);
+  REQUIRE(picked("latest", true, FilterOp::kNe).size() == 6);
+
+  ResultSpec bad;
+  bad.filters = {{"latest", FilterOp::kGt, {1}}};
+  auto refused = w.store->query_sync(Resource::kBuilds, bad);
+  REQUIRE_FALSE(refused.ok());
+  REQUIRE_THAT(refused.status.message, Catch::Contains("latest"));
+  bad.filters = {{"latest", FilterOp::kEq, {"maybe"}}};
+  REQUIRE_FALSE(w.store->query_sync(Resource::kBuilds, bad).ok());
+}
+
+TEST_CASE("a list field left out of fields is not read") {
+  Builds w;
+  ResultSpec spec;
+  spec.fields = {"builderid", "name"};
+  for (const auto& b : ok(w.store->query_sync(Resource::kBuilders, spec))) {
+    REQUIRE_FALSE(b.contains("tags"));
+    REQUIRE_FALSE(b.contains("masterids"));
+  }
+  spec.fields = {"name", "tags"};
+  auto rows = ok(w.store->query_sync(Resource::kBuilders, spec));
+  REQUIRE(rows[0]["tags"] == json::array({"fast", "linux"}));
+  REQUIRE_FALSE(rows[0].contains("masterids"));
+}
+
+TEST_CASE("tags of a long page of builders are read in one pass and match those read per row") {
+  std::unique_ptr<Store> store = kiln::testing::open_memory_store();
+  for (int i = 0; i < 100; ++i) {
+    std::vector<std::string> tags;
+    if (i % 2) tags.push_back("odd");
+    if (i % 3 == 0) tags.push_back("three");
+    ok(store->ensure_builder_sync("b" + std::to_string(i), std::nullopt, tags));
+  }
+  ResultSpec all;
+  const json many = ok(store->query_sync(Resource::kBuilders, all));
+  REQUIRE(many.size() == 100);
+  for (const auto& b : many) {
+    ResultSpec one;
+    one.filters = {{"builderid", FilterOp::kEq, {b["builderid"]}}};
+    INFO(b["name"]);
+    REQUIRE(ok(store->query_sync(Resource::kBuilders, one))[0]["tags"] == b["tags"]);
+  }
+  REQUIRE(many[3]["tags"] == json::array({"odd", "three"}));
+  REQUIRE(many[2]["tags"] == json::array());
+}

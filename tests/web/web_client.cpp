@@ -132,10 +132,4 @@ std::optional<nlohmann::json> LiveConnection::receive(std::chrono::milliseconds 
   return out;
 }
 
-uint16_t free_port() {
-  boost::asio::io_context io;
-  tcp::acceptor acceptor(io, loopback(0));
-  return acceptor.local_endpoint().port();
-}
-
 }  // namespace kiln::testing

@@ -4,6 +4,8 @@
 // calling thread, so a test runs them off the master's loop (WebMaster in
 // web_master.h pumps the loop meanwhile).
 
+#include "util/free_port.h"
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -62,8 +64,5 @@ class LiveConnection {
   struct State;
   std::unique_ptr<State> state_;
 };
-
-// A TCP port on 127.0.0.1 that was free a moment ago.
-uint16_t free_port();
 
 }  // namespace kiln::testing

@@ -19,8 +19,9 @@
 namespace kiln::testing {
 
 // Builders on local workers, all forced by `force`: `unit` writes stdout
-// and stderr lines, `lint` fails, `slow` runs until it is stopped on a
-// worker that takes one build at a time (so a second request waits).
+// and stderr lines, `lint` fails, `slow` runs until it is stopped (two
+// minutes, a line "tick N" every 0.2 s) on a worker that takes one build
+// at a time (so a second request waits).
 // `web_options` are more keys of the web reporter, as YAML lines at
 // column 0 ("auth:\n  users: ...").
 inline std::string web_master_yaml(uint16_t port, const std::string& web_options = "") {
@@ -50,7 +51,7 @@ builders:
   - name: slow
     workers: [w2]
     steps:
-      - {type: shell, name: wait, command: "sleep 120"}
+      - {type: shell, name: wait, command: "i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick $i; sleep 0.2; done"}
 schedulers:
   - {name: force, type: force, builders: [unit, lint, slow]}
 reporters:
