@@ -93,6 +93,24 @@ std::map<int64_t, std::string> names_by_id(const json& list, const char* id_fiel
   return out;
 }
 
+// The names of the builders `ids` names, read only for those (a master may
+// have thousands of builders), then `then(names)`.
+void with_builder_names(const PageCall& call, const std::set<int64_t>& ids,
+                        std::function<void(std::map<int64_t, std::string>)> then) {
+  if (ids.empty()) return then({});
+  std::string list;
+  for (int64_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+  call->gather({{"builders", "field=builderid&field=name&builderid__in=" + list}},
+               [then = std::move(then)](Answers a) { then(names_by_id(list_of(a[0]), "builderid")); });
+}
+
+void add_builderids(std::set<int64_t>& ids, const json& items) {
+  for (const json& item : items) {
+    const json id = item.value("builderid", json());
+    if (id.is_number_integer()) ids.insert(id.get<int64_t>());
+  }
+}
+
 // ---------------------------------------------------------------- lists
 
 std::string builds_table(const json& builds, const std::map<int64_t, std::string>& workers,
@@ -105,7 +123,8 @@ std::string builds_table(const json& builds, const std::map<int64_t, std::string
     out += "<tr>";
     if (!builders.empty()) {
       auto it = builders.find(b.value("builderid", int64_t{0}));
-      out += "<td>" + h::link(builder_href(b["builderid"]), h::escape(it == builders.end() ? "?" : it->second)) +
+      out += "<td>" +
+             h::link(builder_href(b["builderid"]), h::escape(it == builders.end() ? "?" : it->second)) +
              "</td>";
     } else {
       out += "<td></td>";
@@ -175,11 +194,11 @@ void builders_list(PageCall call) {
 std::string force_form(const json& form, const json& builder, const Identity& who) {
   if (!form.is_object() || !form.contains("name")) return "";
   const std::string name = form.value("name", std::string());
-  std::string out = "<h2>" + h::text(form.value("label", json(name))) + "</h2>" +
-                    "<form class=\"force\" data-rpc=\"/api/v2/forceschedulers/" + h::escape(h::url_encode(name)) +
-                    "\" data-method=\"force\" data-params=\"" +
-                    h::escape(json{{"builderNames", json::array({builder.value("name", std::string())})}}.dump()) +
-                    "\">";
+  std::string out =
+      "<h2>" + h::text(form.value("label", json(name))) + "</h2>" +
+      "<form class=\"force\" data-rpc=\"/api/v2/forceschedulers/" + h::escape(h::url_encode(name)) +
+      "\" data-method=\"force\" data-params=\"" +
+      h::escape(json{{"builderNames", json::array({builder.value("name", std::string())})}}.dump()) + "\">";
   for (const json& p : form.value("parameters", json::array())) {
     if (p.value("hide", false)) continue;
     const std::string field = p.value("name", std::string());
@@ -189,8 +208,8 @@ std::string force_form(const json& form, const json& builder, const Identity& wh
     const std::string label = "<label>" + h::text(p.value("label", json(field))) + " ";
     const std::string required = p.value("required", false) ? " required" : "";
     if (type == "choice") {
-      out += label + "<select name=\"" + h::escape(field) + "\"" + (p.value("multiple", false) ? " multiple" : "") +
-             ">";
+      out += label + "<select name=\"" + h::escape(field) + "\"" +
+             (p.value("multiple", false) ? " multiple" : "") + ">";
       for (const json& c : p.value("choices", json::array())) {
         const std::string v = c.is_string() ? c.get<std::string>() : c.dump();
         const bool selected = def.is_string() ? def.get<std::string>() == v : def == c;
@@ -204,7 +223,8 @@ std::string force_form(const json& form, const json& builder, const Identity& wh
     } else {
       const std::string input = type == "int" || type == "integer" ? "number" : "text";
       out += label + "<input type=\"" + input + "\" name=\"" + h::escape(field) + "\" value=\"" +
-             (def.is_string() ? h::escape(def.get<std::string>()) : h::text(def)) + "\"" + required + "></label>";
+             (def.is_string() ? h::escape(def.get<std::string>()) : h::text(def)) + "\"" + required +
+             "></label>";
     }
   }
   out += "<button type=\"submit\">" + h::text(form.value("button_name", json("Force"))) +
@@ -220,59 +240,61 @@ void builder_page(PageCall call) {
     if (auto bad = first_error(first)) return call->done(std::move(*bad));
     const json builder = object_of(first[0]);
     const std::string id = num(builder["builderid"]);
-    call->gather(
-        {{base + "/builds", "order=-number&limit=" + std::to_string(numbuilds)},
-         {base + "/buildrequests", "complete=false&order=buildrequestid"},
-         {"workers", "builderid=" + id},
-         {"forceschedulers", "", "describe", {{"builderNames", json::array({builder["name"]})}}}},
-        [call, builder, id](Answers a) {
-          // No force scheduler for this builder is no error: no form.
-          if (auto bad = first_error({a[0], a[1], a[2]})) return call->done(std::move(*bad));
-          const json workers = list_of(a[2]);
-          const auto worker_names = names_by_id(workers, "workerid");
-          Page page;
-          page.title = "Builder " + builder.value("name", std::string());
-          page.live = {"builds/*/*", "buildrequests/*/*", "workers/*/*"};
-          page.live_match = {{"builderid", builder["builderid"]}};
-          std::string tags;
-          for (const json& t : builder.value("tags", json::array())) tags += (tags.empty() ? "" : ", ") + h::text(t);
-          page.fixed = "<h1>Builder " + h::text(builder["name"]) + "</h1>" +
-                       (builder.value("description", json()).is_string()
-                            ? "<p class=\"description\">" + h::text(builder["description"]) + "</p>"
-                            : "") +
-                       (tags.empty() ? "" : "<p>Tags: " + tags + "</p>") +
-                       force_form(object_of(a[3]), builder, call->who);
+    call->gather({{base + "/builds", "order=-number&limit=" + std::to_string(numbuilds)},
+                  {base + "/buildrequests", "complete=false&order=buildrequestid"},
+                  {base + "/workers", ""},
+                  {"forceschedulers", "", "describe", {{"builderNames", json::array({builder["name"]})}}},
+                  {"workers", "field=workerid&field=name"}},
+                 [call, builder, id](Answers a) {
+                   // No force scheduler for this builder is no error: no form.
+                   if (auto bad = first_error({a[0], a[1], a[2]})) return call->done(std::move(*bad));
+                   const json workers = list_of(a[2]);
+                   // Builds name the workers that ran them, configured here or not.
+                   const auto worker_names = names_by_id(list_of(a[4]), "workerid");
+                   Page page;
+                   page.title = "Builder " + builder.value("name", std::string());
+                   page.live = {"builds/*/*", "buildrequests/*/*", "workers/*/*"};
+                   page.live_match = {{"builderid", builder["builderid"]}};
+                   std::string tags;
+                   for (const json& t : builder.value("tags", json::array()))
+                     tags += (tags.empty() ? "" : ", ") + h::text(t);
+                   page.fixed = "<h1>Builder " + h::text(builder["name"]) + "</h1>" +
+                                (builder.value("description", json()).is_string()
+                                     ? "<p class=\"description\">" + h::text(builder["description"]) + "</p>"
+                                     : "") +
+                                (tags.empty() ? "" : "<p>Tags: " + tags + "</p>") +
+                                force_form(object_of(a[3]), builder, call->who);
 
-          std::string& out = page.content;
-          const json requests = list_of(a[1]);
-          out += "<h2>Pending build requests</h2>";
-          if (requests.empty()) {
-            out += "<p>None.</p>";
-          } else {
-            out += h::table_head({"request", "submitted", "claimed", "priority", ""}, "requests");
-            for (const json& r : requests) {
-              const std::string rid = num(r["buildrequestid"]);
-              out += "<tr><td>" + rid + "</td><td>" + h::time_text(r.value("submitted_at", json())) + "</td><td>" +
-                     (r.value("claimed", false) ? "yes" : "no") + "</td><td>" + h::text(r.value("priority", json())) +
-                     "</td><td>" +
-                     h::rpc_button("/api/v2/buildrequests/" + rid, "cancel", "Cancel",
-                                   {{"reason", "cancelled from the builder page"}}) +
-                     "</td></tr>";
-            }
-            out += "</table>";
-          }
-          out += "<h2>Recent builds</h2>" + builds_table(list_of(a[0]), worker_names, {});
-          out += "<h2>Workers</h2>";
-          if (workers.empty()) out += "<p>None.</p>";
-          for (const json& w : workers) {
-            const bool connected = !w.value("connected_to", json::array()).empty();
-            out += "<p>" + h::link("/workers/" + num(w["workerid"]), h::text(w["name"])) + " " +
-                   (connected ? "<span class=\"result-success\">connected</span>"
-                              : "<span class=\"result-failure\">not connected</span>") +
-                   "</p>";
-          }
-          call->done(std::move(page));
-        });
+                   std::string& out = page.content;
+                   const json requests = list_of(a[1]);
+                   out += "<h2>Pending build requests</h2>";
+                   if (requests.empty()) {
+                     out += "<p>None.</p>";
+                   } else {
+                     out += h::table_head({"request", "submitted", "claimed", "priority", ""}, "requests");
+                     for (const json& r : requests) {
+                       const std::string rid = num(r["buildrequestid"]);
+                       out += "<tr><td>" + rid + "</td><td>" + h::time_text(r.value("submitted_at", json())) +
+                              "</td><td>" + (r.value("claimed", false) ? "yes" : "no") + "</td><td>" +
+                              h::text(r.value("priority", json())) + "</td><td>" +
+                              h::rpc_button("/api/v2/buildrequests/" + rid, "cancel", "Cancel",
+                                            {{"reason", "cancelled from the builder page"}}) +
+                              "</td></tr>";
+                     }
+                     out += "</table>";
+                   }
+                   out += "<h2>Recent builds</h2>" + builds_table(list_of(a[0]), worker_names, {});
+                   out += "<h2>Workers</h2>";
+                   if (workers.empty()) out += "<p>None.</p>";
+                   for (const json& w : workers) {
+                     const bool connected = !w.value("connected_to", json::array()).empty();
+                     out += "<p>" + h::link("/workers/" + num(w["workerid"]), h::text(w["name"])) + " " +
+                            (connected ? "<span class=\"result-success\">connected</span>"
+                                       : "<span class=\"result-failure\">not connected</span>") +
+                            "</p>";
+                   }
+                   call->done(std::move(page));
+                 });
   });
 }
 
@@ -285,77 +307,92 @@ void build_page(PageCall call) {
     if (auto bad = first_error(first)) return call->done(std::move(*bad));
     const json build = object_of(first[0]);
     const std::string id = num(build["buildid"]);
-    call->gather({{"builds/" + id + "/steps", "order=number"},
-                  {"builds/" + id + "/properties", ""},
-                  {"builds/" + id + "/changes", ""},
-                  {"builders/" + num(build["builderid"]), ""},
-                  {"workers/" + num(build["workerid"]), ""}},
-                 [call, build, id](Answers a) {
-      if (auto bad = first_error({a[0], a[1], a[2], a[3]})) return call->done(std::move(*bad));
-      const json steps = list_of(a[0]);
-      std::vector<Get> logs;
-      for (const json& s : steps) logs.push_back({"steps/" + num(s["stepid"]) + "/logs", ""});
-      call->gather(std::move(logs), [call, build, id, a = std::move(a), steps](Answers step_logs) {
-        const json builder = object_of(a[3]);
-        const json properties = object_of(a[1]);
-        const json changes = list_of(a[2]);
-        const std::string href = build_href(build["builderid"], build["number"]);
-        Page page;
-        page.title = builder.value("name", std::string()) + " #" + num(build["number"]);
-        page.live = {"builds/" + id + "/*", "steps/*/*"};
-        page.live_match = {{"buildid", build["buildid"]}};
-        std::string& out = page.content;
-        out += "<h1>" + h::link(builder_href(build["builderid"]), h::text(builder.value("name", json()))) +
-               " build #" + num(build["number"]) + "</h1>";
-        out += "<table class=\"summary\"><tr><th>result</th>" + h::result_cell(build) + "</tr><tr><th>state</th><td>" +
-               h::text(build.value("state_string", json())) + "</td></tr><tr><th>worker</th><td>" +
-               (a[4].ok() ? h::link("/workers/" + num(build["workerid"]), h::text(object_of(a[4]).value("name", json())))
-                          : "") +
-               "</td></tr><tr><th>started</th><td>" + h::time_text(build.value("started_at", json())) +
-               "</td></tr><tr><th>finished</th><td>" + h::time_text(build.value("complete_at", json())) +
-               "</td></tr><tr><th>duration</th><td>" +
-               h::duration_text(build.value("started_at", json()), build.value("complete_at", json())) +
-               "</td></tr><tr><th>build id</th><td>" + id + "</td></tr></table>";
-        out += build.value("complete", false)
-                   ? h::rpc_button("/api/v2/builds/" + id, "rebuild", "Rebuild", {{"reason", "rebuilt from the build page"}})
-                   : h::rpc_button("/api/v2/builds/" + id, "stop", "Stop build", {{"reason", "stopped from the build page"}});
+    call->gather(
+        {{"builds/" + id + "/steps", "order=number"},
+         {"builds/" + id + "/properties", ""},
+         {"builds/" + id + "/changes", ""},
+         {"builders/" + num(build["builderid"]), ""},
+         {"workers/" + num(build["workerid"]), ""},
+         {"buildrequests/" + num(build["buildrequestid"]), ""}},
+        [call, build, id](Answers a) {
+          if (auto bad = first_error({a[0], a[1], a[2], a[3]})) return call->done(std::move(*bad));
+          const json steps = list_of(a[0]);
+          std::vector<Get> logs;
+          for (const json& s : steps) logs.push_back({"steps/" + num(s["stepid"]) + "/logs", ""});
+          // The reason is the buildset's; read with the logs, last.
+          const json bsid = object_of(a[5]).value("buildsetid", json());
+          if (bsid.is_number_integer()) logs.push_back({"buildsets/" + num(bsid), ""});
+          call->gather(std::move(logs), [call, build, id, a = std::move(a), steps](Answers step_logs) {
+            const json reason =
+                step_logs.size() > steps.size() ? object_of(step_logs.back()).value("reason", json()) : json();
+            const json builder = object_of(a[3]);
+            const json properties = object_of(a[1]);
+            const json changes = list_of(a[2]);
+            const std::string href = build_href(build["builderid"], build["number"]);
+            Page page;
+            page.title = builder.value("name", std::string()) + " #" + num(build["number"]);
+            page.live = {"builds/" + id + "/*", "steps/*/*"};
+            page.live_match = {{"buildid", build["buildid"]}};
+            std::string& out = page.content;
+            out += "<h1>" +
+                   h::link(builder_href(build["builderid"]), h::text(builder.value("name", json()))) +
+                   " build #" + num(build["number"]) + "</h1>";
+            out += "<table class=\"summary\"><tr><th>result</th>" + h::result_cell(build) +
+                   "</tr><tr><th>state</th><td>" + h::text(build.value("state_string", json())) +
+                   "</td></tr><tr><th>reason</th><td>" + h::text(reason) + "</td></tr><tr><th>worker</th><td>" +
+                   (a[4].ok() ? h::link("/workers/" + num(build["workerid"]),
+                                        h::text(object_of(a[4]).value("name", json())))
+                              : "") +
+                   "</td></tr><tr><th>started</th><td>" + h::time_text(build.value("started_at", json())) +
+                   "</td></tr><tr><th>finished</th><td>" + h::time_text(build.value("complete_at", json())) +
+                   "</td></tr><tr><th>duration</th><td>" +
+                   h::duration_text(build.value("started_at", json()), build.value("complete_at", json())) +
+                   "</td></tr><tr><th>build id</th><td>" + id + "</td></tr></table>";
+            out += build.value("complete", false)
+                       ? h::rpc_button("/api/v2/builds/" + id, "rebuild", "Rebuild",
+                                       {{"reason", "rebuilt from the build page"}})
+                       : h::rpc_button("/api/v2/builds/" + id, "stop", "Stop build",
+                                       {{"reason", "stopped from the build page"}});
 
-        out += "<h2>Steps</h2>" + h::table_head({"#", "step", "result", "state", "duration", "logs"}, "steps");
-        for (size_t i = 0; i < steps.size(); ++i) {
-          const json& s = steps[i];
-          if (s.value("hidden", false)) continue;
-          const std::string shref = step_href(href, s["number"]);
-          std::string links;
-          for (const json& l : list_of(step_logs[i])) {
-            links += h::link(log_href(shref, l["slug"]), h::text(l["name"])) + " (" +
-                     h::link(log_href(shref, l["slug"]) + "/text", "text") + ") ";
-          }
-          for (const json& u : s.value("urls", json::array())) {
-            if (u.is_object() && u.value("url", json()).is_string()) {
-              links += h::link(u["url"].get<std::string>(), h::text(u.value("name", u["url"]))) + " ";
+            out += "<h2>Steps</h2>" +
+                   h::table_head({"#", "step", "result", "state", "duration", "logs"}, "steps");
+            for (size_t i = 0; i < steps.size(); ++i) {
+              const json& s = steps[i];
+              if (s.value("hidden", false)) continue;
+              const std::string shref = step_href(href, s["number"]);
+              std::string links;
+              for (const json& l : list_of(step_logs[i])) {
+                links += h::link(log_href(shref, l["slug"]), h::text(l["name"])) + " (" +
+                         h::link(log_href(shref, l["slug"]) + "/text", "text") + ") ";
+              }
+              for (const json& u : s.value("urls", json::array())) {
+                if (u.is_object() && u.value("url", json()).is_string()) {
+                  links += h::link(u["url"].get<std::string>(), h::text(u.value("name", u["url"]))) + " ";
+                }
+              }
+              out += "<tr><td>" + num(s["number"]) + "</td><td>" + h::link(shref, h::text(s["name"])) +
+                     "</td>" + h::result_cell(s) + "<td>" + h::text(s.value("state_string", json())) +
+                     "</td><td>" +
+                     h::duration_text(s.value("started_at", json()), s.value("complete_at", json())) +
+                     "</td><td>" + links + "</td></tr>";
             }
-          }
-          out += "<tr><td>" + num(s["number"]) + "</td><td>" + h::link(shref, h::text(s["name"])) + "</td>" +
-                 h::result_cell(s) + "<td>" + h::text(s.value("state_string", json())) + "</td><td>" +
-                 h::duration_text(s.value("started_at", json()), s.value("complete_at", json())) + "</td><td>" + links +
-                 "</td></tr>";
-        }
-        out += "</table>";
+            out += "</table>";
 
-        std::set<std::string> blamed;
-        for (const json& c : changes) blamed.insert(c.value("author", std::string()));
-        out += "<h2>Blamelist</h2>";
-        if (blamed.empty()) out += "<p>No one.</p>";
-        else {
-          out += "<ul class=\"blamelist\">";
-          for (const std::string& who : blamed) out += "<li>" + h::escape(who) + "</li>";
-          out += "</ul>";
-        }
-        out += "<h2>Changes</h2>" + changes_table(call->settings, changes);
-        out += "<h2>Properties</h2>" + properties_table(properties);
-        call->done(std::move(page));
-      });
-    });
+            std::set<std::string> blamed;
+            for (const json& c : changes) blamed.insert(c.value("author", std::string()));
+            out += "<h2>Blamelist</h2>";
+            if (blamed.empty())
+              out += "<p>No one.</p>";
+            else {
+              out += "<ul class=\"blamelist\">";
+              for (const std::string& who : blamed) out += "<li>" + h::escape(who) + "</li>";
+              out += "</ul>";
+            }
+            out += "<h2>Changes</h2>" + changes_table(call->settings, changes);
+            out += "<h2>Properties</h2>" + properties_table(properties);
+            call->done(std::move(page));
+          });
+        });
   });
 }
 
@@ -363,7 +400,8 @@ void build_page(PageCall call) {
 // for embedding.
 void buildstatus_page(PageCall call) {
   const auto builder = call->arg("builder");
-  if (!builder || builder->empty()) return call->bad_argument("builder= is required (a builder's name or id)");
+  if (!builder || builder->empty())
+    return call->bad_argument("builder= is required (a builder's name or id)");
   const auto number = call->int_arg("number", -1);
   if (!number) return;
   if (*number < 0) return call->bad_argument("number= is required (a build number)");
@@ -377,12 +415,13 @@ void buildstatus_page(PageCall call) {
     page.live = {"builds/" + num(build["buildid"]) + "/*", "steps/*/*"};
     page.live_match = {{"buildid", build["buildid"]}};
     page.content = "<table class=\"buildstatus\"><tr>" + h::result_cell(build) + "<td>" +
-                   h::link(href, "#" + num(build["number"])) + " " + h::text(build.value("state_string", json())) +
-                   "</td></tr>";
+                   h::link(href, "#" + num(build["number"])) + " " +
+                   h::text(build.value("state_string", json())) + "</td></tr>";
     for (const json& s : list_of(a[1])) {
       if (s.value("hidden", false)) continue;
-      page.content += "<tr>" + h::result_cell(s) + "<td>" + h::link(step_href(href, s["number"]), h::text(s["name"])) +
-                      " " + h::text(s.value("state_string", json())) + "</td></tr>";
+      page.content += "<tr>" + h::result_cell(s) + "<td>" +
+                      h::link(step_href(href, s["number"]), h::text(s["name"])) + " " +
+                      h::text(s.value("state_string", json())) + "</td></tr>";
     }
     page.content += "</table>";
     call->done(std::move(page));
@@ -408,18 +447,21 @@ void step_page(PageCall call) {
       page.live = {"steps/" + num(s["stepid"]) + "/*", "logs/*/*"};
       page.live_match = {{"stepid", s["stepid"]}};
       std::string& out = page.content;
-      out += "<h1>Step " + h::text(s["name"]) + " of " + h::link(bhref, "build #" + num(b["number"])) + "</h1>";
-      out += "<table class=\"summary\"><tr><th>result</th>" + h::result_cell(s) + "</tr><tr><th>state</th><td>" +
-             h::text(s.value("state_string", json())) + "</td></tr><tr><th>started</th><td>" +
-             h::time_text(s.value("started_at", json())) + "</td></tr><tr><th>finished</th><td>" +
-             h::time_text(s.value("complete_at", json())) + "</td></tr><tr><th>duration</th><td>" +
-             h::duration_text(s.value("started_at", json()), s.value("complete_at", json())) + "</td></tr></table>";
+      out +=
+          "<h1>Step " + h::text(s["name"]) + " of " + h::link(bhref, "build #" + num(b["number"])) + "</h1>";
+      out += "<table class=\"summary\"><tr><th>result</th>" + h::result_cell(s) +
+             "</tr><tr><th>state</th><td>" + h::text(s.value("state_string", json())) +
+             "</td></tr><tr><th>started</th><td>" + h::time_text(s.value("started_at", json())) +
+             "</td></tr><tr><th>finished</th><td>" + h::time_text(s.value("complete_at", json())) +
+             "</td></tr><tr><th>duration</th><td>" +
+             h::duration_text(s.value("started_at", json()), s.value("complete_at", json())) +
+             "</td></tr></table>";
       out += "<h2>Logs</h2>" + h::table_head({"log", "lines", "", ""}, "logs");
       for (const json& l : list_of(a[0])) {
         const std::string lhref = log_href(shref, l["slug"]);
-        out += "<tr><td>" + h::link(lhref, h::text(l["name"])) + "</td><td>" + h::text(l.value("num_lines", json())) +
-               "</td><td>" + h::link(lhref + "/text", "text") + "</td><td>" +
-               h::link("/api/v2/logs/" + num(l["logid"]) + "/raw", "download") + "</td></tr>";
+        out += "<tr><td>" + h::link(lhref, h::text(l["name"])) + "</td><td>" +
+               h::text(l.value("num_lines", json())) + "</td><td>" + h::link(lhref + "/text", "text") +
+               "</td><td>" + h::link("/api/v2/logs/" + num(l["logid"]) + "/raw", "download") + "</td></tr>";
       }
       out += "</table>";
       const json urls = s.value("urls", json::array());
@@ -427,7 +469,8 @@ void step_page(PageCall call) {
         out += "<h2>URLs</h2><ul>";
         for (const json& u : urls) {
           if (u.is_object() && u.value("url", json()).is_string()) {
-            out += "<li>" + h::link(u["url"].get<std::string>(), h::text(u.value("name", u["url"]))) + "</li>";
+            out +=
+                "<li>" + h::link(u["url"].get<std::string>(), h::text(u.value("name", u["url"]))) + "</li>";
           }
         }
         out += "</ul>";
@@ -484,35 +527,42 @@ void log_page(PageCall call) {
     const json log = object_of(first[0]);
     const int64_t lines = log.value("num_lines", int64_t{0});
     // Without an offset a running log shows its end, a finished one its start.
-    const int64_t offset = offset_arg >= 0 ? offset_arg
+    const int64_t offset = offset_arg >= 0               ? offset_arg
                            : log.value("complete", true) ? 0
                                                          : std::max<int64_t>(0, lines - limit);
     const std::string id = num(log["logid"]);
-    call->gather({{"logs/" + id + "/contents", "offset=" + std::to_string(offset) + "&limit=" + std::to_string(limit)},
-                  {"steps/" + num(log["stepid"]), ""}},
-                 [call, log, id, lines, offset, limit](Answers a) {
-      if (auto bad = first_error({a[0]})) return call->done(std::move(*bad));
-      const json step = object_of(a[1]);
-      const std::string self = call->request.path;
-      auto page_link = [&](int64_t at, const std::string& label) {
-        return h::link(self + "?offset=" + std::to_string(at) + "&limit=" + std::to_string(limit), label);
-      };
-      Page page;
-      page.title = "Log " + log.value("name", std::string());
-      page.live = {"logs/" + id + "/*"};
-      std::string nav = "<p class=\"pages\">lines " + std::to_string(std::min(offset + 1, std::max<int64_t>(lines, 1))) +
-                        "&ndash;" + std::to_string(std::min(offset + limit, lines)) + " of " + std::to_string(lines) +
-                        (log.value("complete", true) ? "" : " (still running)") + " ";
-      if (offset > 0) nav += page_link(0, "first") + " " + page_link(std::max<int64_t>(0, offset - limit), "previous") + " ";
-      if (offset + limit < lines) {
-        nav += page_link(offset + limit, "next") + " " + page_link(std::max<int64_t>(0, lines - limit), "last") + " ";
-      }
-      nav += h::link(self + "/text", "text") + " " + h::link("/api/v2/logs/" + id + "/raw", "download") + "</p>";
-      page.content = "<h1>Log " + h::text(log["name"]) + " of step " + h::text(step.value("name", json())) + "</h1>" +
-                     nav + log_html(object_of(a[0]).value("content", std::string()), log.value("type", "s") == "s") +
-                     nav;
-      call->done(std::move(page));
-    });
+    call->gather(
+        {{"logs/" + id + "/contents", "offset=" + std::to_string(offset) + "&limit=" + std::to_string(limit)},
+         {"steps/" + num(log["stepid"]), ""}},
+        [call, log, id, lines, offset, limit](Answers a) {
+          if (auto bad = first_error({a[0]})) return call->done(std::move(*bad));
+          const json step = object_of(a[1]);
+          const std::string self = call->request.path;
+          auto page_link = [&](int64_t at, const std::string& label) {
+            return h::link(self + "?offset=" + std::to_string(at) + "&limit=" + std::to_string(limit), label);
+          };
+          Page page;
+          page.title = "Log " + log.value("name", std::string());
+          page.live = {"logs/" + id + "/*"};
+          std::string nav = "<p class=\"pages\">lines " +
+                            std::to_string(std::min(offset + 1, std::max<int64_t>(lines, 1))) + "&ndash;" +
+                            std::to_string(std::min(offset + limit, lines)) + " of " + std::to_string(lines) +
+                            (log.value("complete", true) ? "" : " (still running)") + " ";
+          if (offset > 0)
+            nav += page_link(0, "first") + " " + page_link(std::max<int64_t>(0, offset - limit), "previous") +
+                   " ";
+          if (offset + limit < lines) {
+            nav += page_link(offset + limit, "next") + " " +
+                   page_link(std::max<int64_t>(0, lines - limit), "last") + " ";
+          }
+          nav += h::link(self + "/text", "text") + " " + h::link("/api/v2/logs/" + id + "/raw", "download") +
+                 "</p>";
+          page.content =
+              "<h1>Log " + h::text(log["name"]) + " of step " + h::text(step.value("name", json())) +
+              "</h1>" + nav +
+              log_html(object_of(a[0]).value("content", std::string()), log.value("type", "s") == "s") + nav;
+          call->done(std::move(page));
+        });
   });
 }
 
@@ -584,7 +634,8 @@ void changes_page(PageCall call) {
   if (!count) return;
   std::string query = "order=-changeid&limit=" + std::to_string(*count);
   for (const char* filter : {"branch", "project", "repository", "author", "category", "codebase"}) {
-    for (const std::string& v : call->arg_all(filter)) query += std::string("&") + filter + "=" + h::url_encode(v);
+    for (const std::string& v : call->arg_all(filter))
+      query += std::string("&") + filter + "=" + h::url_encode(v);
   }
   call->gather({{"changes", query}}, [call](Answers a) {
     if (auto bad = first_error(a)) return call->done(std::move(*bad));
@@ -599,37 +650,41 @@ void changes_page(PageCall call) {
 void change_page(PageCall call) {
   if (!need_number(call, 0, "change")) return;
   const std::string path = "changes/" + call->args[0];
-  call->gather({{path, ""}, {path + "/builds", "order=-buildid"}, {"builders", ""}}, [call](Answers a) {
+  call->gather({{path, ""}, {path + "/builds", "order=-buildid"}}, [call](Answers a) {
     if (auto bad = first_error({a[0]})) return call->done(std::move(*bad));
-    const json c = object_of(a[0]);
-    const PageSettings& s = call->settings;
-    Page page;
-    page.title = "Change " + num(c["changeid"]);
-    page.live = {"builds/*/*"};
-    std::string& out = page.content;
-    out += "<h1>Change " + num(c["changeid"]) + "</h1><table class=\"summary\">";
-    auto row = [&](const char* name, const std::string& value_html) {
-      out += std::string("<tr><th>") + name + "</th><td>" + value_html + "</td></tr>";
-    };
-    row("author", h::text(c.value("author", json())));
-    row("committer", h::text(c.value("committer", json())));
-    row("revision", h::revision(s, c.value("revision", json()), c.value("repository", json())));
-    if (c.value("revlink", json()).is_string() && !c["revlink"].get<std::string>().empty()) {
-      row("revlink", h::link(c["revlink"].get<std::string>(), h::text(c["revlink"])));
-    }
-    row("branch", h::text(c.value("branch", json())));
-    row("repository", h::repository(s, c.value("repository", json())));
-    row("project", h::project(s, c.value("project", json())));
-    row("codebase", h::text(c.value("codebase", json())));
-    row("category", h::text(c.value("category", json())));
-    row("when", h::time_text(c.value("when_timestamp", json())));
-    row("comments", "<pre>" + h::comments(s, c.value("comments", json())) + "</pre>");
-    std::string files;
-    for (const json& f : c.value("files", json::array())) files += h::text(f) + "<br>";
-    row("files", files);
-    out += "</table><h2>Properties</h2>" + properties_table(c.value("properties", json::object()));
-    out += "<h2>Builds</h2>" + builds_table(list_of(a[1]), {}, names_by_id(list_of(a[2]), "builderid"));
-    call->done(std::move(page));
+    std::set<int64_t> ids;
+    add_builderids(ids, list_of(a[1]));
+    with_builder_names(call, ids, [call, a](std::map<int64_t, std::string> builders) {
+      const json c = object_of(a[0]);
+      const PageSettings& s = call->settings;
+      Page page;
+      page.title = "Change " + num(c["changeid"]);
+      page.live = {"builds/*/*"};
+      std::string& out = page.content;
+      out += "<h1>Change " + num(c["changeid"]) + "</h1><table class=\"summary\">";
+      auto row = [&](const char* name, const std::string& value_html) {
+        out += std::string("<tr><th>") + name + "</th><td>" + value_html + "</td></tr>";
+      };
+      row("author", h::text(c.value("author", json())));
+      row("committer", h::text(c.value("committer", json())));
+      row("revision", h::revision(s, c.value("revision", json()), c.value("repository", json())));
+      if (c.value("revlink", json()).is_string() && !c["revlink"].get<std::string>().empty()) {
+        row("revlink", h::link(c["revlink"].get<std::string>(), h::text(c["revlink"])));
+      }
+      row("branch", h::text(c.value("branch", json())));
+      row("repository", h::repository(s, c.value("repository", json())));
+      row("project", h::project(s, c.value("project", json())));
+      row("codebase", h::text(c.value("codebase", json())));
+      row("category", h::text(c.value("category", json())));
+      row("when", h::time_text(c.value("when_timestamp", json())));
+      row("comments", "<pre>" + h::comments(s, c.value("comments", json())) + "</pre>");
+      std::string files;
+      for (const json& f : c.value("files", json::array())) files += h::text(f) + "<br>";
+      row("files", files);
+      out += "</table><h2>Properties</h2>" + properties_table(c.value("properties", json::object()));
+      out += "<h2>Builds</h2>" + builds_table(list_of(a[1]), {}, builders);
+      call->done(std::move(page));
+    });
   });
 }
 
@@ -642,39 +697,45 @@ std::string info_text(const json& info, const char* key) {
 void workers_page(PageCall call) {
   const auto no_builders = call->int_arg("no_builders", 0, 1);
   if (!no_builders) return;
-  call->gather({{"workers", "order=name"}, {"builders", ""}}, [call, no_builders = *no_builders](Answers a) {
+  call->gather({{"workers", "order=name"}}, [call, no_builders = *no_builders](Answers a) {
     if (auto bad = first_error(a)) return call->done(std::move(*bad));
-    const auto builders = names_by_id(list_of(a[1]), "builderid");
-    Page page;
-    page.title = "Workers";
-    page.live = {"workers/*/*"};
-    std::string& out = page.content;
-    out += "<h1>Workers</h1>" +
-           (no_builders ? h::table_head({"worker", "state", "host", "admin", "version", "os"}, "workers")
-                        : h::table_head({"worker", "state", "host", "admin", "version", "os", "builders"}, "workers"));
-    for (const json& w : list_of(a[0])) {
-      const json info = w.value("workerinfo", json::object());
-      const bool connected = !w.value("connected_to", json::array()).empty();
-      std::string state = connected ? "connected" : "not connected";
-      if (w.value("paused", false)) state += ", paused";
-      if (w.value("graceful", false)) state += ", shutting down";
-      out += "<tr><td>" + h::link("/workers/" + num(w["workerid"]), h::text(w["name"])) + "</td><td class=\"" +
-             (connected ? "result-success" : "result-failure") + "\">" + state + "</td><td>" +
-             info_text(info, "host") + "</td><td>" + info_text(info, "admin") + "</td><td>" +
-             info_text(info, "version") + "</td><td>" + info_text(info, "os") + "</td>";
-      if (!no_builders) {
-        std::string names;
-        for (const json& c : w.value("configured_on", json::array())) {
-          const json bid = c.value("builderid", json());
-          auto it = bid.is_number_integer() ? builders.find(bid.get<int64_t>()) : builders.end();
-          if (it != builders.end()) names += h::link(builder_href(bid), h::escape(it->second)) + " ";
-        }
-        out += "<td>" + names + "</td>";
-      }
-      out += "</tr>";
+    std::set<int64_t> ids;
+    if (!no_builders) {
+      for (const json& w : list_of(a[0])) add_builderids(ids, w.value("configured_on", json::array()));
     }
-    out += "</table>";
-    call->done(std::move(page));
+    with_builder_names(call, ids, [call, a, no_builders](std::map<int64_t, std::string> builders) {
+      Page page;
+      page.title = "Workers";
+      page.live = {"workers/*/*"};
+      std::string& out = page.content;
+      out += "<h1>Workers</h1>" +
+             (no_builders ? h::table_head({"worker", "state", "host", "admin", "version", "os"}, "workers")
+                          : h::table_head({"worker", "state", "host", "admin", "version", "os", "builders"},
+                                          "workers"));
+      for (const json& w : list_of(a[0])) {
+        const json info = w.value("workerinfo", json::object());
+        const bool connected = !w.value("connected_to", json::array()).empty();
+        std::string state = connected ? "connected" : "not connected";
+        if (w.value("paused", false)) state += ", paused";
+        if (w.value("graceful", false)) state += ", shutting down";
+        out += "<tr><td>" + h::link("/workers/" + num(w["workerid"]), h::text(w["name"])) +
+               "</td><td class=\"" + (connected ? "result-success" : "result-failure") + "\">" + state +
+               "</td><td>" + info_text(info, "host") + "</td><td>" + info_text(info, "admin") + "</td><td>" +
+               info_text(info, "version") + "</td><td>" + info_text(info, "os") + "</td>";
+        if (!no_builders) {
+          std::string names;
+          for (const json& c : w.value("configured_on", json::array())) {
+            const json bid = c.value("builderid", json());
+            auto it = bid.is_number_integer() ? builders.find(bid.get<int64_t>()) : builders.end();
+            if (it != builders.end()) names += h::link(builder_href(bid), h::escape(it->second)) + " ";
+          }
+          out += "<td>" + names + "</td>";
+        }
+        out += "</tr>";
+      }
+      out += "</table>";
+      call->done(std::move(page));
+    });
   });
 }
 
@@ -682,37 +743,42 @@ void worker_page(PageCall call) {
   const auto numbuilds = call->int_arg("numbuilds", 20, kMaxListed);
   if (!numbuilds) return;
   const std::string path = "workers/" + h::url_encode(call->args[0]);
-  call->gather({{path, ""},
-                {path + "/builds", "order=-buildid&limit=" + std::to_string(*numbuilds)},
-                {"builders", ""}},
-               [call](Answers a) {
-    if (auto bad = first_error(a)) return call->done(std::move(*bad));
-    const json w = object_of(a[0]);
-    const auto builders = names_by_id(list_of(a[2]), "builderid");
-    const bool connected = !w.value("connected_to", json::array()).empty();
-    Page page;
-    page.title = "Worker " + w.value("name", std::string());
-    page.live = {"workers/" + num(w["workerid"]) + "/*", "builds/*/*"};
-    page.live_match = {{"workerid", w["workerid"]}};
-    std::string& out = page.content;
-    out += "<h1>Worker " + h::text(w["name"]) + "</h1><p class=\"" +
-           (connected ? "result-success\">connected" : "result-failure\">not connected") + "</p>";
-    out += "<h2>Host information</h2><table class=\"info\">";
-    for (const auto& [key, value] : w.value("workerinfo", json::object()).items()) {
-      out += "<tr><th>" + h::escape(key) + "</th><td>" + (value.is_object() ? "<pre>" + h::text(value.dump(1)) + "</pre>"
-                                                                           : h::text(value)) +
-             "</td></tr>";
-    }
-    out += "</table><h2>Builders</h2><ul>";
-    for (const json& c : w.value("configured_on", json::array())) {
-      const json bid = c.value("builderid", json());
-      auto it = bid.is_number_integer() ? builders.find(bid.get<int64_t>()) : builders.end();
-      if (it != builders.end()) out += "<li>" + h::link(builder_href(bid), h::escape(it->second)) + "</li>";
-    }
-    out += "</ul><h2>Recent builds</h2>" +
-           builds_table(list_of(a[1]), {{w.value("workerid", int64_t{0}), w.value("name", std::string())}}, builders);
-    call->done(std::move(page));
-  });
+  call->gather(
+      {{path, ""}, {path + "/builds", "order=-buildid&limit=" + std::to_string(*numbuilds)}},
+      [call](Answers a) {
+        if (auto bad = first_error(a)) return call->done(std::move(*bad));
+        std::set<int64_t> ids;
+        add_builderids(ids, object_of(a[0]).value("configured_on", json::array()));
+        add_builderids(ids, list_of(a[1]));
+        with_builder_names(call, ids, [call, a](std::map<int64_t, std::string> builders) {
+          const json w = object_of(a[0]);
+          const bool connected = !w.value("connected_to", json::array()).empty();
+          Page page;
+          page.title = "Worker " + w.value("name", std::string());
+          page.live = {"workers/" + num(w["workerid"]) + "/*", "builds/*/*"};
+          page.live_match = {{"workerid", w["workerid"]}};
+          std::string& out = page.content;
+          out += "<h1>Worker " + h::text(w["name"]) + "</h1><p class=\"" +
+                 (connected ? "result-success\">connected" : "result-failure\">not connected") + "</p>";
+          out += "<h2>Host information</h2><table class=\"info\">";
+          for (const auto& [key, value] : w.value("workerinfo", json::object()).items()) {
+            out += "<tr><th>" + h::escape(key) + "</th><td>" +
+                   (value.is_object() ? "<pre>" + h::text(value.dump(1)) + "</pre>" : h::text(value)) +
+                   "</td></tr>";
+          }
+          out += "</table><h2>Builders</h2><ul>";
+          for (const json& c : w.value("configured_on", json::array())) {
+            const json bid = c.value("builderid", json());
+            auto it = bid.is_number_integer() ? builders.find(bid.get<int64_t>()) : builders.end();
+            if (it != builders.end())
+              out += "<li>" + h::link(builder_href(bid), h::escape(it->second)) + "</li>";
+          }
+          out += "</ul><h2>Recent builds</h2>" +
+                 builds_table(list_of(a[1]),
+                              {{w.value("workerid", int64_t{0}), w.value("name", std::string())}}, builders);
+          call->done(std::move(page));
+        });
+      });
 }
 
 // ---------------------------------------------------------------- users
@@ -763,8 +829,9 @@ void user_page(PageCall call) {
       const json u = object_of(a[0]);
       Page page;
       page.title = "User " + u.value("identifier", std::string());
-      page.content = "<h1>User " + h::text(u.value("identifier", json())) + "</h1><table class=\"summary\"><tr><th>uid</th><td>" +
-                     num(u["uid"]) + "</td></tr><tr><th>attributes</th><td>" +
+      page.content = "<h1>User " + h::text(u.value("identifier", json())) +
+                     "</h1><table class=\"summary\"><tr><th>uid</th><td>" + num(u["uid"]) +
+                     "</td></tr><tr><th>attributes</th><td>" +
                      attributes_text(u.value("attributes", json())) + "</td></tr></table>";
       call->done(std::move(page));
     });
@@ -778,8 +845,9 @@ void about_page(PageCall call) {
     Page page;
     page.title = "About";
     std::string& out = page.content;
-    const std::string boost = std::to_string(BOOST_VERSION / 100000) + "." + std::to_string(BOOST_VERSION / 100 % 1000) +
-                              "." + std::to_string(BOOST_VERSION % 100);
+    const std::string boost = std::to_string(BOOST_VERSION / 100000) + "." +
+                              std::to_string(BOOST_VERSION / 100 % 1000) + "." +
+                              std::to_string(BOOST_VERSION % 100);
     out += "<h1>About this Kiln</h1>" + h::table_head({"component", "version"}, "versions");
     auto row = [&](const std::string& name, const std::string& version) {
       out += "<tr><td>" + h::escape(name) + "</td><td>" + h::escape(version) + "</td></tr>";
@@ -789,8 +857,9 @@ void about_page(PageCall call) {
     row("kiln-web", "0.1.0");
     row("Boost (Beast, Asio)", boost);
     row("OpenSSL", OpenSSL_version(OPENSSL_VERSION));
-    row("nlohmann/json", std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." + std::to_string(NLOHMANN_JSON_VERSION_MINOR) +
-                             "." + std::to_string(NLOHMANN_JSON_VERSION_PATCH));
+    row("nlohmann/json", std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." +
+                             std::to_string(NLOHMANN_JSON_VERSION_MINOR) + "." +
+                             std::to_string(NLOHMANN_JSON_VERSION_PATCH));
 #if defined(__clang__)
     row("compiler", "clang " __clang_version__);
 #elif defined(__GNUC__)
@@ -798,11 +867,13 @@ void about_page(PageCall call) {
 #endif
     out += "</table><h2>Masters</h2>" + h::table_head({"master", "active", "last active"}, "masters");
     for (const json& m : list_of(a[0])) {
-      out += "<tr><td>" + h::text(m.value("name", json())) + "</td><td>" + (m.value("active", false) ? "yes" : "no") +
-             "</td><td>" + h::time_text(m.value("last_active", json())) + "</td></tr>";
+      out += "<tr><td>" + h::text(m.value("name", json())) + "</td><td>" +
+             (m.value("active", false) ? "yes" : "no") + "</td><td>" +
+             h::time_text(m.value("last_active", json())) + "</td></tr>";
     }
-    out += "</table><p>Kiln re-creates Buildbot's master as a C++ plugin framework; these pages follow "
-           "Buildbot 0.8.5's web status.</p>";
+    out +=
+        "</table><p>Kiln re-creates Buildbot's master as a C++ plugin framework; these pages follow "
+        "Buildbot 0.8.5's web status.</p>";
     call->done(std::move(page));
   });
 }
@@ -819,7 +890,8 @@ void api_help_page(PageCall call) {
       {"builders/{id|name}/builds", "a builder's builds (also /builds/{number})"},
       {"builders/{id|name}/buildrequests", "a builder's build requests"},
       {"builders/{id|name}/workers", "the workers configured for a builder"},
-      {"builds", "every build: buildid, number, builderid, workerid, started_at, complete_at, results, state_string"},
+      {"builds",
+       "every build: buildid, number, builderid, workerid, started_at, complete_at, results, state_string"},
       {"builds/{id}", "one build (JSON-RPC stop, rebuild)"},
       {"builds/{id}/steps", "a build's steps (also /steps/{number|name})"},
       {"builds/{id}/changes", "the changes a build is made of"},
@@ -840,12 +912,13 @@ void api_help_page(PageCall call) {
   Page page;
   page.title = "API help";
   std::string& out = page.content;
-  out += "<h1>REST API</h1><p>Every resource is under " + h::link("/api/v2", "/api/v2") +
-         ". Query parameters: <code>field</code>, <code>limit</code>, <code>offset</code>, <code>order</code> "
-         "(<code>-</code> for descending), <code>property</code>, filters <code>FIELD=value</code> and "
-         "<code>FIELD__op=value</code> (eq ne lt le gt ge contains in). Live updates: the <code>/ws</code> "
-         "WebSocket (startConsuming a routing-key path such as <code>builds/*/*</code>).</p>" +
-         h::table_head({"resource", "answers"}, "api");
+  out +=
+      "<h1>REST API</h1><p>Every resource is under " + h::link("/api/v2", "/api/v2") +
+      ". Query parameters: <code>field</code>, <code>limit</code>, <code>offset</code>, <code>order</code> "
+      "(<code>-</code> for descending), <code>property</code>, filters <code>FIELD=value</code> and "
+      "<code>FIELD__op=value</code> (eq ne lt le gt ge contains in). Live updates: the <code>/ws</code> "
+      "WebSocket (startConsuming a routing-key path such as <code>builds/*/*</code>).</p>" +
+      h::table_head({"resource", "answers"}, "api");
   for (const Resource& r : kResources) {
     const std::string path = r.path;
     const bool plain = path.find('{') == std::string::npos;
@@ -870,8 +943,9 @@ void robots_txt(PageCall call) {
   }
   if (r.body.empty()) {
     r.body = "User-agent: *\n";
-    for (const char* path : {"/waterfall", "/grid", "/tgrid", "/console", "/one_line_per_build", "/builders/",
-                             "/builds/", "/changes", "/workers", "/buildstatus", "/json", "/api/", "/logs/"}) {
+    for (const char* path :
+         {"/waterfall", "/grid", "/tgrid", "/console", "/one_line_per_build", "/builders/", "/builds/",
+          "/changes", "/workers", "/buildstatus", "/json", "/api/", "/logs/"}) {
       r.body += std::string("Disallow: ") + path + "\n";
     }
   }

@@ -6,6 +6,7 @@
 
 #include "html.h"
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -149,8 +150,8 @@ std::string nav_html(const PageRequest& call) {
   std::string out = "<nav>" + link(s.title_url.empty() ? "/" : s.title_url, "<b>" + escape(s.title) + "</b>");
   for (const auto& [label, href] : nav_entries()) {
     const bool current = call.request.path == href;
-    out += "<a href=\"" + escape(href) + "\"" + (current ? " class=\"current\"" : "") + ">" +
-           escape(label) + "</a>";
+    out += "<a href=\"" + escape(href) + "\"" + (current ? " class=\"current\"" : "") + ">" + escape(label) +
+           "</a>";
   }
   out += "<span class=\"who\">";
   if (call.who.authenticated()) {
@@ -171,12 +172,23 @@ std::string escape(std::string_view text) {
   out.reserve(text.size() + text.size() / 8);
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -203,13 +215,24 @@ std::string url_encode(std::string_view text) {
   return out;
 }
 
+bool safe_href(std::string_view href) {
+  // A scheme is what comes before the first ':' when no '/', '?' or '#'
+  // does: "javascript:..." from a change hook's revlink must not become a link.
+  const size_t colon = href.find(':');
+  if (colon == std::string_view::npos || href.find_first_of("/?#") < colon) return true;
+  std::string scheme(href.substr(0, colon));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return scheme == "http" || scheme == "https" || scheme == "mailto" || scheme == "ftp";
+}
+
 std::string link(std::string_view href, std::string_view label_html) {
+  if (!safe_href(href)) return std::string(label_html);
   return "<a href=\"" + escape(href) + "\">" + std::string(label_html) + "</a>";
 }
 
 std::string result_name(const json& results) {
-  static constexpr const char* kNames[] = {"success", "warnings",  "failure", "skipped",
-                                           "exception", "retry", "cancelled"};
+  static constexpr const char* kNames[] = {"success",   "warnings", "failure",  "skipped",
+                                           "exception", "retry",    "cancelled"};
   if (!results.is_number_integer()) return "running";
   const auto n = results.get<int64_t>();
   return n >= 0 && n < 7 ? kNames[n] : "result " + std::to_string(n);
@@ -218,16 +241,15 @@ std::string result_name(const json& results) {
 std::string result_class(const json& object) {
   if (!object.is_object()) return "pending";
   if (!object.value("complete", false)) {
-    return object.value("started_at", json()).is_null() && object.contains("claimed") ? "pending"
-                                                                                       : "running";
+    return object.value("started_at", json()).is_null() && object.contains("claimed") ? "pending" : "running";
   }
   return "result-" + result_name(object.value("results", json()));
 }
 
 std::string result_cell(const json& object) {
   const std::string cls = result_class(object);
-  const std::string name = object.value("complete", false) ? result_name(object.value("results", json()))
-                                                           : cls;
+  const std::string name =
+      object.value("complete", false) ? result_name(object.value("results", json())) : cls;
   return "<td class=\"" + cls + "\">" + escape(name) + "</td>";
 }
 
@@ -236,9 +258,8 @@ std::string time_text(const json& epoch) {
   const auto t = static_cast<std::time_t>(epoch.get<double>());
   std::tm tm{};
   gmtime_r(&t, &tm);
-  return std::to_string(tm.tm_year + 1900) + "-" + two_digits(tm.tm_mon + 1) + "-" +
-         two_digits(tm.tm_mday) + " " + two_digits(tm.tm_hour) + ":" + two_digits(tm.tm_min) + ":" +
-         two_digits(tm.tm_sec);
+  return std::to_string(tm.tm_year + 1900) + "-" + two_digits(tm.tm_mon + 1) + "-" + two_digits(tm.tm_mday) +
+         " " + two_digits(tm.tm_hour) + ":" + two_digits(tm.tm_min) + ":" + two_digits(tm.tm_sec);
 }
 
 double now_epoch() {
@@ -267,6 +288,7 @@ std::string revision(const PageSettings& settings, const json& rev, const json& 
   if (format.empty()) return "<span title=\"" + escape(full) + "\">" + shown + "</span>";
   std::string href = format;
   replace_all(href, "%s", url_encode(full));
+  if (!safe_href(href)) return "<span title=\"" + escape(full) + "\">" + shown + "</span>";
   return "<a href=\"" + escape(href) + "\" title=\"" + escape(full) + "\">" + shown + "</a>";
 }
 
@@ -289,8 +311,10 @@ std::string comments(const PageSettings& settings, const json& value) {
     }
     if (!which) break;
     out += escape(raw.substr(pos, static_cast<size_t>(best.position(0))));
-    out += "<a href=\"" + escape(best.format(which->url)) + "\" title=\"" +
-           escape(best.format(which->title)) + "\">" + escape(best.str(0)) + "</a>";
+    const std::string href = best.format(which->url);
+    out += safe_href(href) ? "<a href=\"" + escape(href) + "\" title=\"" + escape(best.format(which->title)) +
+                                 "\">" + escape(best.str(0)) + "</a>"
+                           : escape(best.str(0));
     pos += static_cast<size_t>(best.position(0) + best.length(0));
   }
   return out + escape(raw.substr(std::min(pos, raw.size())));
@@ -340,12 +364,12 @@ std::string document(const PageRequest& call, const Page& page) {
     style += read_file(call.settings.templates / "style.css");
     layout = read_file(call.settings.templates / "layout.html");
   }
-  const std::string title = escape(page.title.empty() ? call.settings.title
-                                                      : page.title + " - " + call.settings.title);
+  const std::string title =
+      escape(page.title.empty() ? call.settings.title : page.title + " - " + call.settings.title);
   const std::string head = "<meta name=\"csrf-token\" content=\"" + escape(csrf) + "\">";
-  const std::string content = "<main>" + page.fixed + "<div id=\"live\" data-live=\"" +
-                              escape(live_keys) + "\" data-live-match=\"" + escape(page.live_match.dump()) +
-                              "\">" + page.content + "</div></main>";
+  const std::string content = "<main>" + page.fixed + "<div id=\"live\" data-live=\"" + escape(live_keys) +
+                              "\" data-live-match=\"" + escape(page.live_match.dump()) + "\">" +
+                              page.content + "</div></main>";
   const std::string script = "<script>" + std::string(kScript) + "</script>" +
                              (page.script.empty() ? "" : "<script>" + page.script + "</script>");
   if (layout.empty()) {

@@ -22,7 +22,10 @@ std::string escape(std::string_view text);
 std::string text(const nlohmann::json& value);
 // A path segment or query value, percent-encoded ("a b/c" -> "a%20b%2Fc").
 std::string url_encode(std::string_view text);
+// Whether `href` is relative or http(s)/mailto/ftp (not javascript:, data:, ...).
+bool safe_href(std::string_view href);
 // <a href="href">label</a>; `href` is escaped, `label_html` is HTML already.
+// An unsafe href gives the label alone.
 std::string link(std::string_view href, std::string_view label_html);
 
 // Buildbot's result names: 0 success ... 6 cancelled; "running" for an
@@ -51,13 +54,12 @@ std::string repository(const PageSettings& settings, const nlohmann::json& repos
 
 // <table><tr><th>..</th></tr> with the given headings (already HTML);
 // close it with "</table>".
-std::string table_head(std::initializer_list<std::string_view> headings,
-                       std::string_view css_class = "");
+std::string table_head(std::initializer_list<std::string_view> headings, std::string_view css_class = "");
 
 // A button that POSTs a JSON-RPC call with the session's CSRF token
 // (handled by the shared script): `method` on `api_path` ("/api/v2/builds/7").
-std::string rpc_button(std::string_view api_path, std::string_view method,
-                       std::string_view label, const nlohmann::json& params = nlohmann::json::object());
+std::string rpc_button(std::string_view api_path, std::string_view method, std::string_view label,
+                       const nlohmann::json& params = nlohmann::json::object());
 
 // The whole document: the shell around a page. `fragment` answers only
 // the live part (for the script's refresh).

@@ -63,13 +63,20 @@ const PageRoute* match(const std::vector<std::string>& segs, std::vector<std::st
 
 std::string_view mime_type(const std::filesystem::path& file) {
   static const std::pair<std::string_view, std::string_view> kTypes[] = {
-      {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
-      {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
-      {".json", "application/json"},         {".txt", "text/plain; charset=utf-8"},
-      {".png", "image/png"},                 {".jpg", "image/jpeg"},
-      {".jpeg", "image/jpeg"},               {".gif", "image/gif"},
-      {".svg", "image/svg+xml"},             {".ico", "image/x-icon"},
-      {".xml", "application/xml"},           {".woff2", "font/woff2"},
+      {".html", "text/html; charset=utf-8"},
+      {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".json", "application/json"},
+      {".txt", "text/plain; charset=utf-8"},
+      {".png", "image/png"},
+      {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},
+      {".gif", "image/gif"},
+      {".svg", "image/svg+xml"},
+      {".ico", "image/x-icon"},
+      {".xml", "application/xml"},
+      {".woff2", "font/woff2"},
   };
   const std::string ext = file.extension().string();
   for (const auto& [e, type] : kTypes) {
@@ -158,7 +165,8 @@ sdk::Result<std::map<std::string, std::string>> string_map(const json& config, c
   const json& value = config[key];
   if (!value.is_object()) return sdk::invalid_config(std::string(key) + ": must be a map of names to URLs");
   for (const auto& [name, url] : value.items()) {
-    if (!url.is_string()) return sdk::invalid_config(std::string(key) + "." + name + ": must be a URL string");
+    if (!url.is_string())
+      return sdk::invalid_config(std::string(key) + "." + name + ": must be a URL string");
     out[name] = url.get<std::string>();
   }
   return out;
@@ -298,13 +306,15 @@ sdk::Result<PageSettings> parse_page_settings(const json& config, const std::fil
       if (!m) return m.status();
       s.revlinks = std::move(*m);
     } else {
-      return sdk::invalid_config("revlink: must be a format string with %s, or a map of repository to format");
+      return sdk::invalid_config(
+          "revlink: must be a format string with %s, or a map of repository to format");
     }
   }
   if (config.contains("changecommentlink")) {
     json links = config["changecommentlink"];
     if (links.is_object()) links = json::array({links});
-    if (!links.is_array()) return sdk::invalid_config("changecommentlink: must be {regex, url, title} or a list of them");
+    if (!links.is_array())
+      return sdk::invalid_config("changecommentlink: must be {regex, url, title} or a list of them");
     for (size_t i = 0; i < links.size(); ++i) {
       const json& l = links[i];
       const std::string where = "changecommentlink[" + std::to_string(i) + "]";
@@ -333,7 +343,7 @@ sdk::Result<PageSettings> parse_page_settings(const json& config, const std::fil
 }
 
 void Pages::serve(const Request& request, const Identity& who, Respond respond) {
-  if (request.method != "GET" && request.method != "HEAD") {
+  if (request.method != "GET") {
     Response r = html_error(405, "pages are read with GET");
     r.headers.emplace_back("Allow", "GET");
     return respond(std::move(r));
@@ -355,7 +365,8 @@ void Pages::serve(const Request& request, const Identity& who, Respond respond) 
     Response r;
     r.status = page.status;
     r.content_type = "text/html; charset=utf-8";
-    r.headers.emplace_back("Cache-Control", "no-cache");
+    // A page of a session carries its CSRF token: no cache may keep it.
+    r.headers.emplace_back("Cache-Control", self->who.by_session ? "no-store" : "no-cache");
     r.body = fragment ? std::move(page.content) : html::document(*self, page);
     respond(std::move(r));
   };

@@ -68,12 +68,12 @@ struct CommentLink {
 
 // The page keys of the web reporter's configuration.
 struct PageSettings {
-  std::string title = "Kiln";  // the nav bar's first entry
-  std::string title_url;       // where that entry links; empty: "/"
-  std::filesystem::path templates;    // an override folder (layout.html, style.css); empty: none
-  std::filesystem::path public_html;  // static files served at /NAME; empty: none
-  std::string revlink;                             // "https://.../commit/%s"; empty: none
-  std::map<std::string, std::string> revlinks;     // repository -> format (first choice)
+  std::string title = "Kiln";                   // the nav bar's first entry
+  std::string title_url;                        // where that entry links; empty: "/"
+  std::filesystem::path templates;              // an override folder (layout.html, style.css); empty: none
+  std::filesystem::path public_html;            // static files served at /NAME; empty: none
+  std::string revlink;                          // "https://.../commit/%s"; empty: none
+  std::map<std::string, std::string> revlinks;  // repository -> format (first choice)
   std::vector<CommentLink> comment_links;
   std::map<std::string, std::string> projects;      // project -> URL
   std::map<std::string, std::string> repositories;  // repository -> URL
@@ -118,7 +118,10 @@ using PageDone = std::function<void(Page)>;
 struct Get {
   Get(std::string path_, std::string query_ = {}) : path(std::move(path_)), query(std::move(query_)) {}
   Get(std::string path_, std::string query_, std::string action_, nlohmann::json args_)
-      : path(std::move(path_)), query(std::move(query_)), action(std::move(action_)), args(std::move(args_)) {}
+      : path(std::move(path_)),
+        query(std::move(query_)),
+        action(std::move(action_)),
+        args(std::move(args_)) {}
   std::string path;
   std::string query;
   std::string action;
@@ -137,8 +140,7 @@ Page error_page(unsigned status, std::string message);
 // callbacks keep it alive.
 struct PageRequest {
   PageRequest(Request r, Identity w, Backend& b, Auth& a, const PageSettings& s, PageDone d)
-      : request(std::move(r)), who(std::move(w)), backend(b), auth(a), settings(s),
-        done(std::move(d)) {}
+      : request(std::move(r)), who(std::move(w)), backend(b), auth(a), settings(s), done(std::move(d)) {}
 
   Request request;
   Identity who;
@@ -169,9 +171,12 @@ using PageFn = std::function<void(PageCall)>;
 struct PageRoute {
   PageRoute(std::string pattern_, PageFn render_, std::string nav_label_ = {}, int nav_order_ = 0,
             bool fallback_ = false)
-      : pattern(std::move(pattern_)), render(std::move(render_)), nav_label(std::move(nav_label_)),
-        nav_order(nav_order_), fallback(fallback_) {}
-  std::string pattern;    // "/builders/{}/builds/{}"
+      : pattern(std::move(pattern_)),
+        render(std::move(render_)),
+        nav_label(std::move(nav_label_)),
+        nav_order(nav_order_),
+        fallback(fallback_) {}
+  std::string pattern;  // "/builders/{}/builds/{}"
   PageFn render;
   std::string nav_label;  // non-empty: in the nav bar, linking to the pattern
   int nav_order = 0;

@@ -75,3 +75,17 @@ TEST_CASE("change_hook_dialects enables known dialects only") {
   REQUIRE_THAT(problems_with("0", "change_hook_auth: true, change_hook_dialects: {base: true}"),
                Catch::Contains("change_hook_auth needs an auth section"));
 }
+
+TEST_CASE("the page keys are checked naming the key and the problem") {
+  REQUIRE(problems_with("0", "title: ACME, title_url: \"https://acme.example\", revlink: \"https://r/%s\", "
+                             "changecommentlink: {regex: \"#(\\\\d+)\", url: \"https://b/\\\\1\", title: \"Bug \\\\1\"}, "
+                             "projects: {p: \"https://p\"}, repositories: {r: \"https://r\"}")
+              .empty());
+  REQUIRE(problems_with("0", "revlink: {r: \"https://r/%s\"}, changecommentlink: [{regex: x, url: y}]").empty());
+  REQUIRE_THAT(problems_with("0", "changecommentlink: {regex: \"(\", url: x}"), Catch::Contains("changecommentlink[0].regex"));
+  REQUIRE_THAT(problems_with("0", "changecommentlink: {url: x}"), Catch::Contains("needs regex and url"));
+  REQUIRE_THAT(problems_with("0", "revlink: {r: 3}"), Catch::Contains("revlink.r"));
+  REQUIRE_THAT(problems_with("0", "revlink: 3"), Catch::Contains("revlink"));
+  REQUIRE_THAT(problems_with("0", "projects: [a]"), Catch::Contains("projects"));
+  REQUIRE_THAT(problems_with("0", "public_html: 7"), Catch::Contains("public_html"));
+}
