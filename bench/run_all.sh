@@ -31,7 +31,7 @@ out=$(mktemp /tmp/kiln-bench-out-XXXXXX)
 trap 'rm -f "$out"' EXIT
 for b in bench_trivial_builds bench_latency bench_startup bench_pending_start \
          bench_reconfig bench_log_ingest bench_store_size bench_poll bench_classify \
-         bench_remote_workers bench_web_api; do
+         bench_remote_workers bench_web_api bench_web_pages; do
   echo "== $b"
   "$build/bench/$b" | tee -a "$out" | grep -v '^summary: '
 done
