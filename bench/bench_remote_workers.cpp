@@ -12,6 +12,8 @@
 //
 //   bench_remote_workers [N=1000] [W=50]
 //   bench_remote_workers log MB
+//   bench_remote_workers python [N=200] [W=4]    the same with Debian's real
+//   bench_remote_workers python log MB           Python buildbot-worker
 
 #include "bench_common.h"
 
@@ -84,10 +86,30 @@ std::string yaml_workers(int count, uint16_t port) {
   return yaml;
 }
 
+// Which worker program the benchmark runs: Kiln's own, or Debian's real
+// Python `buildbot-worker` (Buildbot 3.7), whose own speed is then the limit.
+enum class WorkerKind { kKiln, kPython };
+WorkerKind g_kind = WorkerKind::kKiln;
+
+const char* worker_label() { return g_kind == WorkerKind::kKiln ? "kiln-worker" : "buildbot-worker"; }
+
 pid_t spawn_worker(const fs::path& dir, uint16_t port, const std::string& name) {
-  return spawn({KILN_WORKER_BINARY, "--master", "127.0.0.1:" + std::to_string(port), "--name", name, "--password",
-                "pw", "--basedir", (dir / name).string(), "--reconnect-min", "0.1", "--reconnect-max", "1"},
-               dir / (name + ".log"));
+  const std::string master = "127.0.0.1:" + std::to_string(port);
+  const fs::path basedir = dir / name;
+  if (g_kind == WorkerKind::kKiln) {
+    return spawn({KILN_WORKER_BINARY, "--master", master, "--name", name, "--password", "pw", "--basedir",
+                  basedir.string(), "--reconnect-min", "0.1", "--reconnect-max", "1"},
+                 dir / (name + ".log"));
+  }
+  // As tests/buildbot_worker's WorkerProcess: create-worker, then run it in
+  // the foreground (twistd in this very process, so its CPU is readable).
+  const pid_t create = spawn({"/usr/bin/buildbot-worker", "create-worker", "--protocol=msgpack_experimental_v7",
+                              basedir.string(), master, name, "pw"},
+                             dir / (name + ".create.log"));
+  int status = 0;
+  ::waitpid(create, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("buildbot-worker create-worker failed for " + name);
+  return spawn({"/usr/bin/buildbot-worker", "start", "--nodaemon", basedir.string()}, dir / (name + ".log"));
 }
 
 void stop_workers(const std::vector<pid_t>& workers) {
@@ -110,7 +132,7 @@ int log_stream(int mb) {
     master.stop_loop();
   });
   const std::vector<pid_t> workers{spawn_worker(dir.path(), port, "w1")};
-  if (!master.run(30)) die("the worker did not connect");
+  if (!master.run(60)) die("the worker did not connect");
   double step_started = 0, durable = 0;
   int results = -1;
   master.engine().events().subscribe("steps/+/started", [&](const std::string&, const json&) {
@@ -124,16 +146,19 @@ int log_stream(int mb) {
     });
   });
   const double cpu0 = cpu_s(RUSAGE_SELF);
+  const double worker_cpu0 = process_cpu_s(workers[0]);
   master.engine().add_buildset({{"builders", {"b1"}}, {"reason", "bench"}}, [](kiln_status status, json value) {
     if (status != KILN_OK) die("add_buildset: " + value.dump());
   });
   if (!master.run(600)) die("the build did not finish");
   const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
+  const double worker_cpu = process_cpu_s(workers[0]) - worker_cpu0;
   const double seconds = durable - step_started;
-  std::printf("remote_log: %d MB through kiln-worker in %.2f s = %.0f MB/s to committed; master CPU %.2f ms/MB; "
-              "peak RSS (VmHWM) %.1f MiB; result %d\n",
-              mb, seconds, mb / seconds, cpu * 1000 / mb, mib(proc_status_kib("VmHWM")), results);
-  summary("remote log " + std::to_string(mb) + " MB",
+  std::printf("remote_log: %d MB through %s in %.2f s = %.0f MB/s to committed; master CPU %.2f ms/MB; "
+              "%s CPU %.2f ms/MB; peak RSS (VmHWM) %.1f MiB; result %d\n",
+              mb, worker_label(), seconds, mb / seconds, cpu * 1000 / mb, worker_label(), worker_cpu * 1000 / mb,
+              mib(proc_status_kib("VmHWM")), results);
+  summary("remote log " + std::to_string(mb) + " MB (" + worker_label() + ")",
           format("%.0f MB/s, peak RSS %.1f MiB", mb / seconds, mib(proc_status_kib("VmHWM"))),
           ">= 150 MB/s, flat (Buildbot 10.6 MB/s)");
   master.shutdown();
@@ -144,9 +169,16 @@ int log_stream(int mb) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 2 && std::string(argv[1]) == "log") return log_stream(std::atoi(argv[2]));
-  const int n = argc > 1 ? std::atoi(argv[1]) : 1000;
-  const int w = argc > 2 ? std::atoi(argv[2]) : 50;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "python") {
+    g_kind = WorkerKind::kPython;
+    args.erase(args.begin());
+  }
+  const bool python = g_kind == WorkerKind::kPython;
+  if (args.size() > 1 && args[0] == "log") return log_stream(std::atoi(args[1].c_str()));
+  // Each Python worker is a ~40 MiB interpreter: fewer of them, fewer builds.
+  const int n = !args.empty() ? std::atoi(args[0].c_str()) : python ? 200 : 1000;
+  const int w = args.size() > 1 ? std::atoi(args[1].c_str()) : python ? 4 : 50;
   TempDir dir("kiln-bench-remote");
   const uint16_t port = free_port();
   // Every request its own build: the same (empty) source would collapse them.
@@ -208,24 +240,24 @@ int main(int argc, char** argv) {
   const double wall = end - start;
   const double per_worker_kib = static_cast<double>(rss_connected - rss_before) / w;
 
-  std::printf("remote_workers: %d kiln-worker processes connected in %.2f s; master VmRSS %.1f MiB before, "
+  std::printf("remote_workers: %d %s processes connected in %.2f s; master VmRSS %.1f MiB before, "
               "%.1f MiB connected: %.0f KiB per idle worker\n",
-              w, connect_s, mib(rss_before), mib(rss_connected), per_worker_kib);
+              w, worker_label(), connect_s, mib(rss_before), mib(rss_connected), per_worker_kib);
   std::printf("remote_workers: %d builds in %.2f s = %.0f builds/s; master CPU %.2f ms/build; "
-              "kiln-worker CPU %.2f ms/build; %d succeeded; peak RSS %.1f MiB\n",
-              n, wall, n / wall, cpu * 1000 / n, workers_cpu * 1000 / n, succeeded, mib(proc_status_kib("VmHWM")));
-  summary("remote trivial builds", format("%.0f builds/s, %.2f ms master CPU/build", n / wall, cpu * 1000 / n),
+              "%s CPU %.2f ms/build; %d succeeded; peak RSS %.1f MiB\n",
+              n, wall, n / wall, cpu * 1000 / n, worker_label(), workers_cpu * 1000 / n, succeeded, mib(proc_status_kib("VmHWM")));
+  summary(std::string("remote trivial builds (") + worker_label() + ")", format("%.0f builds/s, %.2f ms master CPU/build", n / wall, cpu * 1000 / n),
           ">= 300 builds/s (Buildbot 8.1/s)");
-  summary("idle remote worker memory", format("%.0f KiB/worker", per_worker_kib), "<= 256 KiB");
+  summary(std::string("idle remote worker memory (") + worker_label() + ")", format("%.0f KiB/worker", per_worker_kib), "<= 256 KiB");
 
   master.shutdown();
   stop_workers(workers);
-  if (argc > 1) return succeeded == n ? 0 : 1;
+  if (!args.empty()) return succeeded == n ? 0 : 1;
   // The log runs, each in a fresh process.
   int failures = succeeded == n ? 0 : 1;
   for (const char* mb : {"20", "100"}) {
     std::fflush(stdout);
-    const std::string command = std::string(argv[0]) + " log " + mb;
+    const std::string command = std::string(argv[0]) + (python ? " python" : "") + " log " + mb;
     if (std::system(command.c_str()) != 0) ++failures;
   }
   return failures == 0 ? 0 : 1;

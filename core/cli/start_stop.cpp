@@ -1,6 +1,7 @@
-// `kiln start DIR [--nodaemon]`, `kiln stop DIR` and `kiln restart DIR [--nodaemon]`.
+// `kiln start DIR [--nodaemon]`, `kiln stop DIR [--clean]` and `kiln restart DIR [--nodaemon]`.
 
 #include "cli/commands.h"
+#include "cli/control_client.h"
 #include "cli/daemon.h"
 #include "cli/logging.h"
 #include "master/master.h"
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <iterator>
 #include <thread>
 
 namespace kiln::cli {
@@ -82,23 +84,43 @@ int start_command(const Args& args) {
 }
 
 int stop_command(const Args& args) {
-  if (args.size() != 1) {
-    std::fprintf(stderr, "usage: kiln stop DIR\n");
+  // --clean (Buildbot's `stop --clean`): no new build starts, the running
+  // ones finish, then the master exits; however long that takes.
+  const bool clean = std::find(args.begin(), args.end(), "--clean") != args.end();
+  Args rest;
+  std::copy_if(args.begin(), args.end(), std::back_inserter(rest), [](const std::string& a) { return a != "--clean"; });
+  if (rest.size() != 1) {
+    std::fprintf(stderr, "usage: kiln stop DIR [--clean]\n");
     return 2;
   }
-  fs::path master_dir = args[0];
+  fs::path master_dir = rest[0];
   auto pid = running_master_pid(master_dir);
   if (!pid) {
     std::fprintf(stderr, "kiln stop: no master is running in %s\n", master_dir.c_str());
     return 1;
   }
-  if (::kill(*pid, SIGTERM) != 0) {
+  if (clean) {
+    try {
+      const auto answer = control_request(
+          master_dir, {{"op", "control"}, {"path", "masters"}, {"action", "stop"}, {"args", nlohmann::json::object()}});
+      if (answer.contains("error")) {
+        std::fprintf(stderr, "kiln stop: %s\n", answer["error"].dump().c_str());
+        return 1;
+      }
+      std::printf("clean shutdown of master (pid %d): waiting for %s running build(s)", static_cast<int>(*pid),
+                  answer.value("running_builds", nlohmann::json(0)).dump().c_str());
+    } catch (const ControlError& e) {
+      std::fprintf(stderr, "kiln stop: %s\n", e.what());
+      return 1;
+    }
+  } else if (::kill(*pid, SIGTERM) != 0) {
     std::perror("kiln stop: kill");
     return 1;
+  } else {
+    std::printf("stopping master (pid %d)", static_cast<int>(*pid));
   }
-  std::printf("stopping master (pid %d)", static_cast<int>(*pid));
   std::fflush(stdout);
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; clean || i < 300; ++i) {
     if (::kill(*pid, 0) != 0) {
       std::printf(" stopped.\n");
       return 0;

@@ -205,6 +205,7 @@ std::vector<WorkerSlot*> BuildDistribution::available_workers(const BuilderSlot&
     if (it == core_.workers.end()) continue;
     WorkerSlot* w = it->second.get();
     if (static_cast<int>(w->builds.size()) >= w->max_builds) continue;
+    if (w->paused || w->graceful) continue;  // control actions (worker_control.cpp)
     // A latent worker that is down is started for the build.
     if (!w->connected && !w->latent) continue;
     if (w->latent && (w->insubstantiating || !w->instance || !w->problem.empty() ||

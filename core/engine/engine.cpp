@@ -644,6 +644,7 @@ void EngineCore::schedule_start_builds() {
 void EngineCore::start_builds() {
   start_builds_scheduled = false;
   if (stopping) return;
+  if (clean_shutdown) return check_clean_shutdown();
   distribution->start_builds();
 }
 
@@ -1513,36 +1514,28 @@ void EngineCore::control(std::string_view path, std::string_view action, const j
     }
   }
   if (collection == "buildrequests" && numeric() && action == "cancel") {
-    const int64_t brid = *numeric();
-    for (auto& [ptr, build] : builds) {
-      if (std::find(build->brids.begin(), build->brids.end(), brid) != build->brids.end()) {
-        stop_build(*build, args.value("reason", std::string("request cancelled")));
-        done(KILN_OK, json{{"cancelled", brid}, {"build_stopped", build->buildid}});
-        return;
-      }
+    cancel_request(*numeric(), args.value("reason", std::string("request cancelled")), std::move(done));
+    return;
+  }
+  if (collection == "workers" && !id.empty()) {
+    WorkerSlot* worker = nullptr;
+    for (auto& [name, w] : workers) {
+      if (name == id || (numeric() && w->workerid == *numeric())) worker = w.get();
     }
-    store.cancel_request(brid, static_cast<int64_t>(now_s()),
-                         guarded(alive, [this, brid, done](store::Result<bool> r) {
-      if (!r.ok() || !r.value) {
-        done(KILN_ERR_NOT_FOUND, error_value("build request " + std::to_string(brid) +
-                                             " is not pending"));
-        return;
-      }
-      int64_t bsid = 0;
-      for (auto& [name, b] : builders) {
-        for (auto it = b->pending.begin(); it != b->pending.end(); ++it) {
-          if (it->brid == brid) {
-            bsid = it->bsid;
-            b->pending.erase(it);
-            break;
-          }
-        }
-      }
-      publish("buildrequests/" + std::to_string(brid) + "/cancelled",
-              {{"buildrequestid", brid}, {"complete", true}, {"results", KILN_CANCELLED}});
-      if (bsid) check_buildset_complete(bsid);
-      done(KILN_OK, json{{"cancelled", brid}});
-    }));
+    if (!worker) {
+      done(KILN_ERR_NOT_FOUND, error_value("no worker '" + id + "'"));
+      return;
+    }
+    control_worker(*worker, action, args, std::move(done));
+    return;
+  }
+  if (collection == "changes" && numeric() && action == "stop") {
+    stop_change(*numeric(), args, std::move(done));
+    return;
+  }
+  if (collection == "masters" && (action == "stop" || action == "shutdown") &&
+      (id.empty() || (numeric() && *numeric() == masterid))) {
+    request_clean_shutdown(args, std::move(done));
     return;
   }
   if (collection == "users" && id.empty() && action == "check_password") {
@@ -1552,6 +1545,38 @@ void EngineCore::control(std::string_view path, std::string_view action, const j
   done(KILN_ERR_NOT_FOUND, error_value("no action '" + std::string(action) + "' on '" + p + "'"));
 }
 
+
+void EngineCore::cancel_request(int64_t brid, const std::string& reason, DataDone done) {
+  for (auto& [ptr, build] : builds) {
+    if (std::find(build->brids.begin(), build->brids.end(), brid) != build->brids.end()) {
+      stop_build(*build, reason);
+      done(KILN_OK, json{{"cancelled", brid}, {"build_stopped", build->buildid}});
+      return;
+    }
+  }
+  store.cancel_request(brid, static_cast<int64_t>(now_s()),
+                       guarded(alive, [this, brid, done](store::Result<bool> r) {
+    if (!r.ok() || !r.value) {
+      done(KILN_ERR_NOT_FOUND, error_value("build request " + std::to_string(brid) +
+                                           " is not pending"));
+      return;
+    }
+    int64_t bsid = 0;
+    for (auto& [name, b] : builders) {
+      for (auto it = b->pending.begin(); it != b->pending.end(); ++it) {
+        if (it->brid == brid) {
+          bsid = it->bsid;
+          b->pending.erase(it);
+          break;
+        }
+      }
+    }
+    publish("buildrequests/" + std::to_string(brid) + "/cancelled",
+            {{"buildrequestid", brid}, {"complete", true}, {"results", KILN_CANCELLED}});
+    if (bsid) check_buildset_complete(bsid);
+    done(KILN_OK, json{{"cancelled", brid}});
+  }));
+}
 
 json EngineCore::status() const {
   json out = {{"builders", json::array()}, {"workers", json::array()}};
@@ -1580,8 +1605,11 @@ json EngineCore::status() const {
                               {"substantiating", std::count_if(w->builds.begin(), w->builds.end(),
                                                                [](const Build* b) { return b->substantiation != 0; })},
                               {"insubstantiating", w->insubstantiating},
+                              {"paused", w->paused},
+                              {"graceful", w->graceful},
                               {"quarantine", distribution->quarantine_of(name)}});
   }
+  if (clean_shutdown) out["clean_shutdown"] = {{"running_builds", builds.size()}};
   out["locks"] = locks.status();
   out["log_backlog"] = {{"queued_bytes", output_throttle.queued_bytes()},
                         {"peak_bytes", output_throttle.peak_bytes()},

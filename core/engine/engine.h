@@ -68,7 +68,10 @@ class Engine final : public ControlTarget {
   nlohmann::json status() const;
 
   // ControlTarget: force (forceschedulers/NAME), stop (builds/N),
-  // rebuild (builds/N), cancel (buildrequests/N), stop (changes: none yet).
+  // rebuild (builds/N), cancel (buildrequests/N), stop (changes/N: its
+  // builds and requests), ping / graceful_shutdown / stop / shutdown / kill /
+  // pause / unpause (workers/ID or NAME), stop / shutdown (masters/N: a
+  // clean shutdown, announced by the event masters/N/drained).
   void control(std::string_view path, std::string_view action, const nlohmann::json& args,
                DataDone done) override;
 

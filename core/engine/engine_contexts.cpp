@@ -158,6 +158,12 @@ kiln_status WorkerContext::worker_connected(std::string_view info_json) {
   slot_.info = std::move(*info);
   slot_.info["name"] = slot_.name;
   slot_.connected = true;
+  // A graceful shutdown ends with the disconnection: what connects now
+  // takes builds again.
+  if (slot_.graceful) {
+    slot_.graceful = false;
+    core_.save_worker_state(slot_);
+  }
   core_.store.set_worker_info(slot_.workerid, slot_.info, [](store::Status) {});
   core_.store.set_worker_connected(slot_.workerid, core_.masterid, true, [](store::Status) {});
   spdlog::info("worker '{}' connected", slot_.name);

@@ -91,6 +91,12 @@ struct WorkerSlot {
   // The build whose substantiate call is in progress: the context renders
   // with its properties.
   const Build* rendering_for = nullptr;
+
+  // Control actions (worker_control.cpp), both kept in the store's worker
+  // record: paused takes no new builds; graceful takes none either and is
+  // told to shut down once its builds are over (cleared when it connects).
+  bool paused = false;
+  bool graceful = false;
 };
 
 struct PendingRequest {
@@ -288,6 +294,18 @@ struct EngineCore {
 
   // --- control -------------------------------------------------------------
   void control(std::string_view path, std::string_view action, const json& args, DataDone done);
+  // workers/N, changes/N, masters/N (worker_control.cpp).
+  void control_worker(WorkerSlot& worker, std::string_view action, const json& args, DataDone done);
+  void call_worker_control(WorkerSlot& worker, std::string_view action, const json& args, DataDone done);
+  void save_worker_state(WorkerSlot& worker);
+  // A graceful worker's last build ended: it is told to shut down.
+  void graceful_worker_idle(WorkerSlot& worker);
+  // A pending request is cancelled, a running one's build stopped.
+  void cancel_request(int64_t brid, const std::string& reason, DataDone done);
+  void stop_change(int64_t changeid, const json& args, DataDone done);
+  void request_clean_shutdown(const json& args, DataDone done);
+  // The clean shutdown waits for running builds; the last one ends it.
+  void check_clean_shutdown();
   json status() const;
 
   uint64_t now_s() const { return loop.now_ms() / 1000; }
@@ -319,6 +337,10 @@ struct EngineCore {
   uint64_t next_substantiation = 1;
   bool start_builds_scheduled = false;
   bool stopping = false;
+  // masters/N stop: no build starts, and once none runs the master exits
+  // (the event masters/N/stopping_done, which the master waits for).
+  bool clean_shutdown = false;
+  bool clean_shutdown_done = false;
   uint64_t log_flush_timer = 0;
   uint64_t retention_timer = 0;
   bool retention_running = false;

@@ -127,6 +127,7 @@ void EngineCore::substantiate_for(Build& build) {
 }
 
 void EngineCore::worker_idle(WorkerSlot& worker) {
+  if (worker.graceful) return graceful_worker_idle(worker);
   if (!worker.latent || !worker.builds.empty() || stopping) return;
   if (!worker.connected) {
     // Down, or its start failed: what it refused may try it again.

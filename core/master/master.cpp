@@ -47,6 +47,11 @@ std::string Master::start() {
   engine_ = std::make_unique<engine::Engine>(loop_, *store_, *loaded_.registry, std::move(loaded_.config),
                                              masterid_);
   if (auto error = engine_->start(); !error.empty()) return error;
+  // masters/N stop (a clean shutdown): the engine says when no build runs.
+  engine_->events().subscribe("masters/" + std::to_string(masterid_) + "/drained",
+                              [this](const std::string&, const nlohmann::json&) {
+                                loop_.post([this] { stop(); });
+                              });
   control_ = std::make_unique<ControlServer>(
       loop_.io(), [this](const nlohmann::json& request, ControlReply reply) {
         handle_control(request, std::move(reply));

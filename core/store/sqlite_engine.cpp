@@ -600,6 +600,17 @@ void SqliteStore::set_worker_info(int64_t workerid, json info, Completion<void> 
       std::move(done));
 }
 
+void SqliteStore::set_worker_state(int64_t workerid, bool paused, bool graceful, Completion<void> done) {
+  submit<void>(
+      true,
+      [workerid, paused, graceful](SqliteDb& db) -> Status {
+        auto q = db.query("UPDATE workers SET paused = ?, graceful = ? WHERE id = ?");
+        q.bind(1, int64_t{paused}).bind(2, int64_t{graceful}).bind(3, workerid);
+        return update_one(db, q, "worker", workerid);
+      },
+      std::move(done));
+}
+
 // ---- Build requests --------------------------------------------------------
 
 void SqliteStore::pending_requests(std::optional<int64_t> builderid, int64_t limit,

@@ -464,7 +464,13 @@ const Table& table_of(Resource resource) {
        {"complete_at", "r.complete_at", Kind::kIntOrNull},
        {"waited_for", "r.waited_for", Kind::kBool},
        {"properties", "", Kind::kComputed, {}, Kind::kInt, fill_request_properties}},
-      {{"builderid", "r.builderid = ?"}, {"buildsetid", "r.buildsetid = ?"}}};
+      {{"builderid", "r.builderid = ?"},
+       {"buildsetid", "r.buildsetid = ?"},
+       // the requests whose buildset carries the change (changes/N stop)
+       {"changeid",
+        "r.buildsetid IN (SELECT buildsetid FROM buildset_changes WHERE changeid = ? UNION SELECT "
+        "bss.buildsetid FROM buildset_sourcestamps bss JOIN changes c ON "
+        "c.sourcestampid = bss.sourcestampid WHERE c.changeid = ?)"}}};
   static const Table kWorkers{
       "workers w",
       "w.id",

@@ -64,6 +64,7 @@ class SqliteStore final : public Store {
                             Completion<void> done) override;
   void set_worker_info(int64_t workerid, nlohmann::json info,
                        Completion<void> done) override;
+  void set_worker_state(int64_t workerid, bool paused, bool graceful, Completion<void> done) override;
   void pending_requests(std::optional<int64_t> builderid, int64_t limit,
                         Completion<std::vector<BuildRequestRecord>> done) override;
   void claim_requests(std::vector<int64_t> brids, int64_t masterid, int64_t now,

@@ -254,6 +254,10 @@ class Store {
                                     Completion<void> done) = 0;
   virtual void set_worker_info(int64_t workerid, nlohmann::json info,
                                Completion<void> done) = 0;
+  // The worker's `paused` and `graceful` flags (the data API's worker
+  // record): no new builds while either is set.
+  virtual void set_worker_state(int64_t workerid, bool paused, bool graceful,
+                                Completion<void> done) = 0;
 
   // Build requests. Pending = neither claimed nor complete; highest priority
   // first, then oldest. limit 0 = all.

@@ -406,6 +406,9 @@ class BuildbotWorker : public sdk::Worker {
 
   void handle(Session& s, const std::string& payload) {
     auto link = s.link;  // `s` may end while dispatching (through a host call)
+    if (s.attached) {
+      if (auto update = bw::read_output_update(payload)) return handle_output_update(*update, *link);
+    }
     std::string error;
     auto msg = bw::decode(payload, error);
     if (!msg || !msg->is_object()) {
@@ -443,6 +446,21 @@ class BuildbotWorker : public sdk::Worker {
     } else {
       link->send(bw::encode(bw::error_response(seq_number, std::get<std::string>(answer))));
     }
+  }
+
+  // The general path's `update` (dispatch, apply) for the form
+  // read_output_update reads in place.
+  void handle_output_update(const bw::OutputUpdate& update, bw::Link& link) {
+    uint64_t id = 0;
+    const char* first = update.command_id.data();
+    const char* last = first + update.command_id.size();
+    auto [end, ec] = std::from_chars(first, last, id);
+    if (ec != std::errc() || end != last || commands_.count(id) == 0) {
+      link.send(bw::encode(bw::error_response(update.seq, "unknown \"command_id\"")));
+      return;
+    }
+    for (const auto& item : update.items) apply(id, item.kind, item.stream, item.text, item.rc, item.elapsed);
+    link.send(bw::encode(bw::response(update.seq, Value())));
   }
 
   Answer dispatch(const std::string& op, const Value& msg) {
@@ -531,21 +549,25 @@ class BuildbotWorker : public sdk::Worker {
   void apply(uint64_t id, const bw::UpdateItem& item) {
     using Kind = bw::UpdateItem::Kind;
     switch (item.kind) {
-      case Kind::kOutput:
-        (void)command_output(id, static_cast<kiln_stream>(item.stream), item.text);
-        return;
       case Kind::kLog:
         host_update(id, {{"log", {{"name", item.name}, {"data", item.text}}}});
-        return;
-      case Kind::kRc:
-        if (auto it = commands_.find(id); it != commands_.end()) it->second.rc = item.rc;
-        return;
-      case Kind::kElapsed:
-        if (auto it = commands_.find(id); it != commands_.end()) it->second.elapsed = item.elapsed;
         return;
       case Kind::kOther:
         host_update(id, {{item.name, bw::to_json(item.value)}});
         return;
+      default:
+        apply(id, item.kind, item.stream, item.text, item.rc, item.elapsed);
+    }
+  }
+  // Output, rc and elapsed: what both readings of an update carry.
+  void apply(uint64_t id, bw::UpdateItem::Kind kind, int stream, std::string_view text, int64_t rc, double elapsed) {
+    using Kind = bw::UpdateItem::Kind;
+    if (kind == Kind::kOutput) {
+      (void)command_output(id, static_cast<kiln_stream>(stream), text);
+    } else if (auto it = commands_.find(id); it != commands_.end() && kind == Kind::kRc) {
+      it->second.rc = rc;
+    } else if (it != commands_.end() && kind == Kind::kElapsed) {
+      it->second.elapsed = elapsed;
     }
   }
 

@@ -93,6 +93,82 @@ inline std::optional<std::vector<UpdateItem>> read_update(const Value& args, std
   return items;
 }
 
+// The common `update` read in place (worker_wire::Reader), without a Value
+// tree: every pair output (stdout, stderr, header), rc or elapsed, the text
+// a view into the payload. Anything else, or anything malformed, is nullopt
+// and goes the general way (decode, then read_update), which also says
+// what is wrong.
+struct OutputUpdate {
+  struct Item {
+    UpdateItem::Kind kind = UpdateItem::Kind::kOutput;
+    int stream = 0;
+    std::string_view text;
+    int64_t rc = 0;
+    double elapsed = 0;
+  };
+  uint64_t seq = 0;
+  std::string_view command_id;
+  std::vector<Item> items;
+};
+
+inline std::optional<OutputUpdate> read_output_update(std::string_view payload) {
+  worker_wire::Reader in(payload);
+  uint32_t fields = 0;
+  if (!in.map(fields)) return std::nullopt;
+  OutputUpdate out;
+  bool op_seen = false, seq_seen = false, id_seen = false, args_seen = false;
+  for (uint32_t f = 0; f < fields; ++f) {
+    std::string_view key;
+    if (!in.text(key)) return std::nullopt;
+    if (key == "op") {
+      std::string_view op;
+      if (!in.text(op) || op != "update") return std::nullopt;
+      op_seen = true;
+    } else if (key == "seq_number") {
+      int64_t seq = 0;
+      if (!in.integer(seq) || seq < 0) return std::nullopt;
+      out.seq = static_cast<uint64_t>(seq);
+      seq_seen = true;
+    } else if (key == "command_id") {
+      if (!in.text(out.command_id)) return std::nullopt;
+      id_seen = true;
+    } else if (key == "args") {
+      uint32_t pairs = 0;
+      if (!in.array(pairs)) return std::nullopt;
+      out.items.reserve(pairs);
+      for (uint32_t i = 0; i < pairs; ++i) {
+        uint32_t two = 0;
+        std::string_view name;
+        if (!in.array(two) || two != 2 || !in.text(name)) return std::nullopt;
+        OutputUpdate::Item item;
+        if (name == "stdout" || name == "stderr" || name == "header") {
+          item.stream = name == "stdout" ? 0 : name == "stderr" ? 1 : 2;
+          // [text, [newlines], [times]]: only the text matters here.
+          uint32_t parts = 0;
+          if (!in.array(parts) || parts == 0 || !in.text(item.text)) return std::nullopt;
+          for (uint32_t p = 1; p < parts; ++p) {
+            if (!in.skip()) return std::nullopt;
+          }
+        } else if (name == "rc") {
+          item.kind = UpdateItem::Kind::kRc;
+          if (!in.integer(item.rc)) return std::nullopt;
+        } else if (name == "elapsed") {
+          item.kind = UpdateItem::Kind::kElapsed;
+          if (!in.number(item.elapsed)) return std::nullopt;
+        } else {
+          return std::nullopt;
+        }
+        out.items.push_back(item);
+      }
+      args_seen = true;
+    } else if (!in.skip()) {
+      return std::nullopt;
+    }
+  }
+  if (!in.at_end() || !op_seen || !seq_seen || !id_seen || !args_seen) return std::nullopt;
+  return out;
+}
+
 // What the host keeps of `get_worker_info` (plugin_api.h, worker_connected):
 // everything the worker said, `admin`/`host` without their trailing newline
 // (they are files in the worker's info/ folder), plus "os".

@@ -363,6 +363,26 @@ class LocalWorker final : public sdk::Worker {
 
   void stop() override { shutdown(true); }
 
+  // Control actions, as the engine routes them (worker_control.cpp): a
+  // worker inside the master answers a ping at once, and has nothing to
+  // disconnect, so a graceful shutdown ends with it drained (the engine
+  // gives it no new build) and a shutdown is refused.
+  sdk::Status control(std::string_view action, const json& args, sdk::Reply reply) override {
+    (void)args;
+    if (action == "ping") {
+      reply.ok({{"ok", true}, {"rtt_ms", 0}});
+      return {};
+    }
+    if (action == "graceful_shutdown") {
+      reply.ok({{"drained", true}});
+      return {};
+    }
+    // Answered rather than refused, so that the reason reaches the caller.
+    reply.fail(sdk::Status(KILN_ERR_UNSUPPORTED, "a local worker runs inside the master: it has no '" +
+                                                     std::string(action) + "'"));
+    return {};
+  }
+
   sdk::Status command_start(uint64_t command_id, std::string_view name, const json& args) override {
     if (!io_) return sdk::Status(KILN_ERR_REFUSED, "the worker is not started");
     if (hub_->runners().count(command_id) != 0) {

@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,13 +55,26 @@ inline bool run_until(kiln::util::EventLoop& loop, const std::function<bool()>& 
 // environment, as the protocol reference's recipe does.
 class WorkerProcess {
  public:
-  WorkerProcess(const fs::path& root, const std::string& name, const std::string& password, uint16_t port)
+  // `tls`: --use-tls against `host` (the certificate's name), trusting
+  // the CA file `tls->ca_file` (OpenSSL's SSL_CERT_FILE).
+  struct Tls {
+    std::string host;
+    fs::path ca_file;
+  };
+  WorkerProcess(const fs::path& root, const std::string& name, const std::string& password, uint16_t port,
+                const std::optional<Tls>& tls = std::nullopt)
       : root_(root), basedir_(root / name) {
     fs::create_directories(root / "home");
     env_ = {"PATH=/usr/bin:/bin", "HOME=" + (root / "home").string(), "LANG=C.UTF-8"};
-    const pid_t pid = spawn({"/usr/bin/buildbot-worker", "create-worker", "--protocol=msgpack_experimental_v7",
-                             basedir_.string(), "127.0.0.1:" + std::to_string(port), name, password},
-                            root / (name + ".create.out"));
+    std::vector<std::string> create = {"/usr/bin/buildbot-worker", "create-worker",
+                                       "--protocol=msgpack_experimental_v7"};
+    if (tls) {
+      create.push_back("--use-tls");
+      env_.push_back("SSL_CERT_FILE=" + tls->ca_file.string());
+    }
+    const std::string host = tls ? tls->host : std::string("127.0.0.1");
+    create.insert(create.end(), {basedir_.string(), host + ":" + std::to_string(port), name, password});
+    const pid_t pid = spawn(create, root / (name + ".create.out"));
     int status = 0;
     ::waitpid(pid, &status, 0);
     REQUIRE(WIFEXITED(status));
@@ -226,6 +240,21 @@ class EngineFixture {
     engine_->add_buildset(request, [&](kiln_status status, json value) {
       INFO(value.dump());
       REQUIRE(status == KILN_OK);
+      out = std::move(value);
+      done = true;
+    });
+    REQUIRE(run_until([&] { return done; }));
+    return out;
+  }
+
+  // Engine::control, as the control socket and the web call it: the
+  // answer, and its status in `status`.
+  json control(const std::string& path, const std::string& action, const json& args = json::object(),
+               kiln_status* status = nullptr) {
+    json out;
+    bool done = false;
+    engine_->control(path, action, args, [&](kiln_status s, json value) {
+      if (status) *status = s;
       out = std::move(value);
       done = true;
     });

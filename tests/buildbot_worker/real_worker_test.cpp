@@ -3,6 +3,7 @@
 // worker_scenarios.h, which kiln-worker passes too).
 
 #include "worker_scenarios.h"
+#include "util/certificate.h"
 
 namespace {
 
@@ -72,4 +73,22 @@ TEST_CASE("a buildbot-worker killed mid-build ends the build RETRY and the build
   finished = f.wait_finished(2);
   INFO(w2.twistd_log());
   check_rerun_on_bw2(f, finished);
+}
+
+TEST_CASE("a real buildbot-worker with --use-tls connects to the TLS listener trusting its certificate and runs a build") {
+  TempDir certs("kiln-bbw-tls");
+  kiln::testing::make_certificate(certs.path());
+  const uint16_t port = free_port();
+  EngineFixture f("workers:\n  - {name: bw1, type: buildbot-worker, password: pw-one, listen: \"127.0.0.1:" +
+                  std::to_string(port) + "\", tls: {cert: \"" + (certs.path() / "cert.pem").string() +
+                  "\", key: \"" + (certs.path() / "key.pem").string() + "\"}}\n" + kTrivialBuild);
+  REQUIRE(f.start().empty());
+  TempDir workers("kiln-bbw-workers");
+  WorkerProcess w1(workers.path(), "bw1", "pw-one", port, WorkerProcess::Tls{"localhost", certs.path() / "cert.pem"});
+  w1.start();
+  f.submit({{"builders", {"b"}}});
+  auto finished = f.wait_finished(1);
+  INFO(w1.twistd_log());
+  CHECK(finished[0]["results"] == KILN_SUCCESS);
+  CHECK(is_connected(f, "bw1"));
 }

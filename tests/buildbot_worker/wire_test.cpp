@@ -232,3 +232,75 @@ TEST_CASE("the worker's self-description becomes the host's worker info") {
   CHECK(host["worker_commands"]["download_file"] == "3.1");
   CHECK(host["environ"]["LANG"] == "C.UTF-8");
 }
+
+TEST_CASE("captured output updates read in place say what the general reading says") {
+  size_t in_place = 0;
+  for (const auto& c : captured()) {
+    if (c.raw.empty() || c.dir != "worker->master" || c.msg.value("op", "") != "update") continue;
+    INFO(c.where);
+    auto fast = bw::read_output_update(c.raw);
+    std::string error;
+    auto items = bw::read_update(c.msg["args"], error);
+    REQUIRE(items);
+    bool plain_output = true;
+    for (const auto& i : *items) {
+      plain_output = plain_output && i.kind != bw::UpdateItem::Kind::kLog && i.kind != bw::UpdateItem::Kind::kOther;
+    }
+    // Output given as bare text (not [text, ...]) is left to the general path too.
+    if (!fast) continue;
+    CHECK(plain_output);
+    ++in_place;
+    CHECK(fast->seq == c.msg["seq_number"].get<uint64_t>());
+    CHECK(std::string(fast->command_id) == *bw::bytes_of(c.msg["command_id"]));
+    REQUIRE(fast->items.size() == items->size());
+    for (size_t i = 0; i < items->size(); ++i) {
+      CHECK(fast->items[i].kind == (*items)[i].kind);
+      CHECK(fast->items[i].stream == (*items)[i].stream);
+      CHECK(std::string(fast->items[i].text) == (*items)[i].text);
+      CHECK(fast->items[i].rc == (*items)[i].rc);
+      CHECK(fast->items[i].elapsed == (*items)[i].elapsed);
+    }
+  }
+  CHECK(in_place > 10);
+}
+
+TEST_CASE("output written in place decodes to Buildbot's text newline-indexes and times form") {
+  kiln::worker_wire::Writer w;
+  w.map(2);
+  w.text("args");
+  w.array(1);
+  w.array(2);
+  w.text("stdout");
+  // indexes count code points: é and ö are two bytes each
+  w.output_lines("h\xC3\xA9llo\nw\xC3\xB6rld, a longer line past eight bytes\nno newline", 1.5);
+  w.text("seq_number");
+  w.number(7);
+  std::string error;
+  auto decoded = bw::decode(w.take(), error);
+  REQUIRE(decoded);
+  const Value& lines = (*decoded)["args"][0][1];
+  CHECK(lines[0] == "h\xC3\xA9llo\nw\xC3\xB6rld, a longer line past eight bytes\nno newline");
+  CHECK(lines[1] == Value::array({5, 43}));
+  CHECK(lines[2] == Value::array({1.5, 1.5}));
+  CHECK((*decoded)["seq_number"] == 7);
+  CHECK(kiln::worker_wire::code_points("\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9 abc") == 9);
+}
+
+TEST_CASE("updates that are not plain output or are cut short are left to the general reading") {
+  const Captured& shell = at("build1-real-master#67");
+  const std::string bytes = bw::encode(shell.msg);  // the capture kept no bytes of this one
+  REQUIRE(bw::read_output_update(bytes));
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    INFO(cut);
+    CHECK_FALSE(bw::read_output_update(std::string_view(bytes).substr(0, cut)));
+  }
+  CHECK_FALSE(bw::read_output_update(bytes + "x"));  // trailing bytes
+  Value log = bw::request("update", 3,
+                          {{"args", Value::array({Value::array({"log", Value::array({"l", Value::array({"t"})})})})},
+                           {"command_id", "1"}});
+  CHECK_FALSE(bw::read_output_update(bw::encode(log)));
+  Value other_op = shell.msg;
+  other_op["op"] = "complete";
+  CHECK_FALSE(bw::read_output_update(bw::encode(other_op)));
+  CHECK_FALSE(bw::read_output_update("\xc1"));  // a reserved tag
+}

@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <fstream>
+#include <iterator>
 
 namespace kiln::integration {
 namespace {
@@ -140,6 +142,45 @@ TEST_CASE("a build interrupted by a killed master ends RETRY with its log intact
   CHECK(requests[0]["buildrequestid"] == *request);
   CHECK(requests[0].value("complete", false));
   CHECK(requests[0]["results"] == kSuccess);
+}
+
+}  // namespace
+}  // namespace kiln::integration
+
+namespace kiln::integration {
+namespace {
+
+TEST_CASE("stop --clean lets the running build finish starts no queued one and then the master exits") {
+  MasterDir master;
+  master.write_config(one_builder_config("slow", "[sleep, '2']", 1));
+  RunResult started = master.start();
+  INFO(started.describe());
+  REQUIRE(started.exit_code == 0);
+  REQUIRE(run_kiln({"force", master.str(), "slow"}).exit_code == 0);
+  auto running = master.wait_for_data("builds", [](const json& builds) {
+    return builds.is_array() && builds.size() == 1 && !builds[0].value("complete", true);
+  });
+  REQUIRE(running);
+  const int64_t buildid = (*running)[0]["buildid"].get<int64_t>();
+  REQUIRE(wait_for_running_step(master, buildid));
+  // max_builds 1: this one waits, and must not start during the shutdown.
+  REQUIRE(run_kiln({"force", master.str(), "slow"}).exit_code == 0);
+
+  const auto pid = master.pid();
+  REQUIRE(pid);
+  RunResult stopped = run_kiln({"stop", master.str(), "--clean"}, 40s);
+  INFO(stopped.describe());
+  CHECK(stopped.exit_code == 0);
+  CHECK(stopped.out.find("clean shutdown of master") != std::string::npos);
+  CHECK(stopped.out.find("waiting for 1 running build(s)") != std::string::npos);
+  CHECK(::kill(*pid, 0) != 0);
+
+  std::ifstream in(master.file("kiln.log"));
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO(log);
+  CHECK(log.find("clean shutdown requested") != std::string::npos);
+  CHECK(log.find("build slow #1 finished: success") != std::string::npos);
+  CHECK(log.find("build slow #2") == std::string::npos);
 }
 
 }  // namespace

@@ -30,9 +30,25 @@ using nlohmann::json;
 // real programs.
 class BuildMaster {
  public:
-  explicit BuildMaster(const std::string& yaml, const std::string& tmp_name = "kiln-build-master") : dir_(tmp_name) {
+  // For tests of the engine's timing and of component types of their own:
+  // a loop on a manual clock (timers move with loop().advance_manual_clock),
+  // and a built-in plugin registered before the plugin folder is loaded.
+  struct Options {
+    std::shared_ptr<kiln::util::ManualClock> clock;
+    kiln_plugin_entry_fn builtin = nullptr;
+    std::string builtin_label;
+  };
+
+  explicit BuildMaster(const std::string& yaml, const std::string& tmp_name = "kiln-build-master")
+      : BuildMaster(yaml, tmp_name, Options()) {}
+  BuildMaster(const std::string& yaml, const std::string& tmp_name, const Options& with)
+      : dir_(tmp_name),
+        owned_loop_(with.clock ? std::make_unique<kiln::util::EventLoop>(with.clock)
+                               : std::make_unique<kiln::util::EventLoop>()),
+        loop_(*owned_loop_) {
     std::ofstream(dir_ / "master.yaml") << yaml;
     kiln::master::register_builtins(registry_);
+    if (with.builtin) REQUIRE(!registry_.add_builtin(with.builtin, with.builtin_label));
     for (const auto& e : registry_.load_directories({KILN_BUILD_PLUGIN_DIR})) FAIL(e.to_string());
     auto read = kiln::config::read_config_document(dir_ / "master.yaml");
     for (const auto& d : read.errors) FAIL(d.to_string());
@@ -124,9 +140,10 @@ class BuildMaster {
 
  private:
   TempDir dir_;
+  std::unique_ptr<kiln::util::EventLoop> owned_loop_;
+  kiln::util::EventLoop& loop_;
   kiln::plugin::Registry registry_;
   kiln::config::MasterConfig config_;
-  kiln::util::EventLoop loop_;
   std::unique_ptr<kiln::store::Store> store_;
   std::unique_ptr<kiln::engine::Engine> engine_;
   std::vector<json> finished_;

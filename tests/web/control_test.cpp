@@ -156,3 +156,18 @@ TEST_CASE("a port that is taken stops the master's start with the address named"
   REQUIRE_THAT(error, Catch::Contains("cannot listen on 127.0.0.1:" + std::to_string(port)));
   REQUIRE_THAT(error, Catch::Contains("web"));
 }
+
+TEST_CASE("worker ping and pause and a master stop over JSON-RPC reach the engine") {
+  WebMaster web;
+  json pong = rpc_result(web.rpc("/api/v2/workers/w2", "ping"));
+  REQUIRE(pong["ok"] == true);
+  rpc_result(web.rpc("/api/v2/workers/w2", "pause"));
+  REQUIRE(web.get("/api/v2/workers/w2").json()["workers"][0]["paused"] == true);
+  rpc_result(web.rpc("/api/v2/workers/w2", "unpause"));
+  REQUIRE(web.get("/api/v2/workers/w2").json()["workers"][0]["paused"] == false);
+
+  const auto masterid = web.get("/api/v2/masters").json()["masters"][0]["masterid"];
+  json stopping = rpc_result(web.rpc("/api/v2/masters/" + masterid.dump(), "stop"));
+  REQUIRE(stopping["clean_shutdown"] == true);
+  REQUIRE(stopping["running_builds"] == 0);
+}

@@ -102,6 +102,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void flush(const std::string& command_id);
   void call(std::string_view op, Value fields, Answer answer);
   void send(const Value& message, size_t accounted = 0);
+  void send_bytes(std::string message, size_t accounted);
   void write_next();
   void on_written(boost::beast::error_code ec);
 
