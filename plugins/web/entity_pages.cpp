@@ -757,6 +757,11 @@ void worker_page(PageCall call) {
           page.title = "Worker " + w.value("name", std::string());
           page.live = {"workers/" + num(w["workerid"]) + "/*", "builds/*/*"};
           page.live_match = {{"workerid", w["workerid"]}};
+          // The seeds' worker actions (authz ping_worker, graceful_shutdown);
+          // outside the live part so their answers stay shown.
+          const std::string api = "/api/v2/workers/" + num(w["workerid"]);
+          page.fixed = "<p class=\"actions\">" + h::rpc_button(api, "ping", "Ping") + " " +
+                       h::rpc_button(api, "graceful_shutdown", "Graceful shutdown") + "</p>";
           std::string& out = page.content;
           out += "<h1>Worker " + h::text(w["name"]) + "</h1><p class=\"" +
                  (connected ? "result-success\">connected" : "result-failure\">not connected") + "</p>";

@@ -239,6 +239,19 @@ TEST_CASE("a build page's stop button stops its build and the page shows it with
   require_no_console_errors(web, *browser);
 }
 
+TEST_CASE("a worker page's ping button pings the worker and says so") {
+  WebMaster web;
+  auto browser = open_browser();
+  web.off_loop([&] {
+    browser->navigate(url(web, "/workers/w1"));
+    browser->click("button[data-method=ping]");
+  });
+  const bool answered = web.off_loop([&] { return browser->wait_for_text(".rpc-result", "done"); });
+  INFO(web.off_loop([&] { return browser->text("body"); }));
+  REQUIRE(answered);
+  require_no_console_errors(web, *browser);
+}
+
 TEST_CASE("a force from the page without a login is refused and starts nothing") {
   WebMaster web("auth:\n  users: [{username: ann, password: secret}]\nauthz:\n  force_build: [ann]");
   auto browser = open_browser();

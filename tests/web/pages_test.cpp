@@ -238,6 +238,8 @@ TEST_CASE("buildstatus changes workers about API help and robots.txt answer thei
   const std::string worker = page_of(web, "/workers/w1");
   REQUIRE_THAT(worker, Catch::Contains("<h1>Worker w1</h1>"));
   REQUIRE_THAT(worker, Catch::Contains("/builds/1\">#1</a>"));
+  REQUIRE_THAT(worker, Catch::Contains("data-method=\"ping\""));
+  REQUIRE_THAT(worker, Catch::Contains("data-method=\"graceful_shutdown\""));
 
   const std::string about = page_of(web, "/about");
   REQUIRE_THAT(about, Catch::Contains("<td>Kiln</td>"));
