@@ -1295,11 +1295,17 @@ void EngineCore::flush_logs() {
 void EngineCore::call_scheduler_control(plugin::Instance& scheduler, std::string_view action,
                                         const json& args, DataDone done) {
   const auto* vt = scheduler.vtable<kiln_scheduler_vtable>();
-  if (!KILN_HAS(kiln_scheduler_vtable, vt, control)) {
+  if (!KILN_HAS(kiln_scheduler_vtable, vt, control) || vt->control == nullptr) {
     done(KILN_ERR_UNSUPPORTED,
          error_value("scheduler type '" + scheduler.type().type_name + "' takes no actions"));
     return;
   }
+  call_control(vt->control, scheduler.handle(), action, args, std::move(done),
+               "scheduler refused '" + std::string(action) + "'");
+}
+
+void EngineCore::call_control(ControlFn control, void* instance, std::string_view action,
+                              const json& args, DataDone done, const std::string& refused) {
   auto holder = std::make_unique<DataDone>(std::move(done));
   const std::string text = args.dump();
   const std::string act(action);
@@ -1313,11 +1319,12 @@ void EngineCore::call_scheduler_control(plugin::Instance& scheduler, std::string
     }
   };
   DataDone* raw = holder.get();
-  kiln_status status = vt->control(scheduler.handle(), to_c(act), to_c(text), cb, raw);
+  // The plugin either answers through cb or refuses: then it never calls cb.
+  kiln_status status = control(instance, to_c(act), to_c(text), cb, raw);
   if (status == KILN_OK) {
     holder.release();  // the callback owns it now
   } else {
-    (*raw)(status, error_value("scheduler refused '" + act + "'"));
+    (*raw)(status, error_value(refused));
   }
 }
 

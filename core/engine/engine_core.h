@@ -260,6 +260,12 @@ struct EngineCore {
   void submit_rebuild(int64_t buildid, DataDone done);
   void call_scheduler_control(plugin::Instance& scheduler, std::string_view action,
                               const json& args, DataDone done);
+  // A `control` vtable entry (schedulers' and workers' share one shape):
+  // the plugin answers through its callback, now or later, or refuses,
+  // which answers {"error": refused}.
+  using ControlFn = kiln_status (*)(void*, kiln_str, kiln_str, kiln_json_cb, void*);
+  static void call_control(ControlFn control, void* instance, std::string_view action,
+                           const json& args, DataDone done, const std::string& refused);
   void finish_build(Build& build);
   void set_build_property(Build& build, const std::string& name, json value,
                           const std::string& source);

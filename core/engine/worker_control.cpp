@@ -22,7 +22,6 @@ namespace kiln::engine {
 
 namespace {
 
-kiln_str to_c(const std::string& s) { return kiln_str{s.data(), s.size()}; }
 
 json failure(const std::string& message) { return json{{"error", message}}; }
 
@@ -37,27 +36,8 @@ void EngineCore::call_worker_control(WorkerSlot& worker, std::string_view action
                                        "') takes no action '" + std::string(action) + "'"));
     return;
   }
-  auto holder = std::make_unique<DataDone>(std::move(done));
-  const std::string text = args.dump();
-  const std::string act(action);
-  kiln_json_cb cb = [](void* user, kiln_status status, kiln_str json_text) {
-    std::unique_ptr<DataDone> d(static_cast<DataDone*>(user));
-    std::string_view text(json_text.ptr, json_text.len);
-    if (status == KILN_OK) {
-      (*d)(KILN_OK, json::parse(text, nullptr, false));
-    } else {
-      (*d)(status, failure(std::string(text)));
-    }
-  };
-  DataDone* raw = holder.get();
-  // The plugin either answers through cb (now or later) or refuses: then it
-  // never calls cb and the refusal is answered here.
-  kiln_status status = vt->control(worker.instance->handle(), to_c(act), to_c(text), cb, raw);
-  if (status == KILN_OK) {
-    holder.release();
-  } else {
-    (*raw)(status, failure("worker '" + worker.name + "' refused '" + act + "'"));
-  }
+  call_control(vt->control, worker.instance->handle(), action, args, std::move(done),
+               "worker '" + worker.name + "' refused '" + std::string(action) + "'");
 }
 
 void EngineCore::save_worker_state(WorkerSlot& worker) {
