@@ -29,8 +29,6 @@ namespace fs = std::filesystem;
 
 kiln_str to_c(const std::string& s) { return kiln_str{s.data(), s.size()}; }
 
-json error_value(const std::string& message) { return json{{"error", message}}; }
-
 // Runs `tar -xf TAR -C DEST` with an argument vector, not a shell line:
 // masterdest may come from rendered properties, which must never reach a
 // shell. Blocking; called off the loop.

@@ -210,6 +210,9 @@ struct ReconfigPlan {
   std::vector<std::string> errors;
 };
 
+// How a data-API or control answer carries a failure: {"error": message}.
+inline nlohmann::json error_value(const std::string& message) { return {{"error", message}}; }
+
 struct EngineCore {
   EngineCore(Engine& engine, util::EventLoop& loop, store::Store& store,
              plugin::Registry& registry, config::MasterConfig config, int64_t masterid);

@@ -20,18 +20,11 @@
 
 namespace kiln::engine {
 
-namespace {
-
-
-json failure(const std::string& message) { return json{{"error", message}}; }
-
-}  // namespace
-
 void EngineCore::call_worker_control(WorkerSlot& worker, std::string_view action, const json& args,
                                      DataDone done) {
   const auto* vt = worker.instance ? worker.instance->vtable<kiln_worker_vtable>() : nullptr;
   if (!vt || !KILN_HAS(kiln_worker_vtable, vt, control) || vt->control == nullptr) {
-    done(KILN_ERR_UNSUPPORTED, failure("worker '" + worker.name + "' (type '" +
+    done(KILN_ERR_UNSUPPORTED, error_value("worker '" + worker.name + "' (type '" +
                                        (worker.instance ? worker.instance->type().type_name : std::string("?")) +
                                        "') takes no action '" + std::string(action) + "'"));
     return;
@@ -53,7 +46,7 @@ void EngineCore::control_worker(WorkerSlot& worker, std::string_view action, con
                                 DataDone done) {
   if (action == "ping") {
     if (!worker.connected) {
-      done(KILN_ERR_NOT_FOUND, failure("worker '" + worker.name + "' is not connected"));
+      done(KILN_ERR_NOT_FOUND, error_value("worker '" + worker.name + "' is not connected"));
       return;
     }
     call_worker_control(worker, "ping", args, std::move(done));
@@ -72,7 +65,7 @@ void EngineCore::control_worker(WorkerSlot& worker, std::string_view action, con
   }
   if (action == "shutdown" || action == "kill") {
     if (!worker.connected) {
-      done(KILN_ERR_NOT_FOUND, failure("worker '" + worker.name + "' is not connected"));
+      done(KILN_ERR_NOT_FOUND, error_value("worker '" + worker.name + "' is not connected"));
       return;
     }
     call_worker_control(worker, "shutdown", args, std::move(done));
@@ -88,7 +81,7 @@ void EngineCore::control_worker(WorkerSlot& worker, std::string_view action, con
     done(KILN_OK, json{{"paused", paused}});
     return;
   }
-  done(KILN_ERR_NOT_FOUND, failure("no action '" + std::string(action) + "' on workers (ping, graceful_shutdown, "
+  done(KILN_ERR_NOT_FOUND, error_value("no action '" + std::string(action) + "' on workers (ping, graceful_shutdown, "
                                    "stop, shutdown, kill, pause, unpause)"));
 }
 
@@ -112,7 +105,7 @@ void EngineCore::stop_change(int64_t changeid, const json& args, DataDone done) 
   store.query(store::Resource::kBuildrequests, spec,
               guarded(alive, [this, changeid, reason, done](store::Result<json> requests) {
     if (!requests.ok()) {
-      done(KILN_ERR_INTERNAL, failure(requests.status.message));
+      done(KILN_ERR_INTERNAL, error_value(requests.status.message));
       return;
     }
     struct Tally {
